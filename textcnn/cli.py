@@ -1,0 +1,126 @@
+"""The `textcnn` command line: parse, call the library, report. Job scripts reuse these commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from textcnn.config import ModelConfig, ScoreConfig, TokenizerConfig, TrainConfig, ConfigError
+
+log = logging.getLogger("textcnn")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Known failures (bad config, data, model dir, resources) end in one line and exit 1."""
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from textcnn.artifacts import ModelDirError
+        from textcnn.data import DataError
+        from textcnn.runtime import ResourceError
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, DataError, ModelDirError, ResourceError) as e:
+            raise click.ClickException(f"{type(e).__name__}: {e}") from None
+    return wrapper
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """Train text CNN classifiers and score large Parquet corpora on Ray."""
+    _setup_logging(verbose)
+
+
+@click.command("train")
+@click.option("--train", "train_path", required=True, help="Training Parquet file or folder.")
+@click.option("--output", required=True, help="Model directory to write.")
+@click.option("--val", "val_path", default=None, help="Validation Parquet; default: 10% of --train.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--workers", default=1, show_default=True, help="Ray Train workers (DDP).")
+@click.option("--gpus", is_flag=True, help="One GPU per worker.")
+@click.option("--epochs", default=TrainConfig.epochs, show_default=True)
+@click.option("--batch-size", default=TrainConfig.batch_size, show_default=True, help="Per worker.")
+@click.option("--lr", default=TrainConfig.lr, show_default=True)
+@click.option("--max-length", default=TokenizerConfig.max_length, show_default=True,
+              help="Tokens kept per text.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--storage-path", default=None, help="Where Ray Train keeps checkpoints.")
+@click.option("--run-name", default=None, help="Ray Train run name; reuse it to resume a run.")
+@_friendly_errors
+def train_cmd(train_path: str, output: str, val_path: str | None, text_column: str, label_column: str,
+              workers: int, gpus: bool, epochs: int, batch_size: int, lr: float, max_length: int,
+              seed: int, storage_path: str | None, run_name: str | None) -> None:
+    """Train a text CNN on Ray Train and export the best epoch to OUTPUT."""
+    from textcnn.train import fit
+    config = TrainConfig(train=train_path, output=output, val=val_path, text_column=text_column,
+                         label_column=label_column, workers=workers, use_gpu=gpus, epochs=epochs,
+                         batch_size=batch_size, lr=lr, seed=seed, storage_path=storage_path,
+                         run_name=run_name, model=ModelConfig(),
+                         tokenizer=TokenizerConfig(max_length=max_length))
+    result = fit(config)
+    m = result.metrics
+    click.echo(f"model {result.model_version} written to {result.output}: best epoch {m['epoch']}, "
+               f"val accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
+               f"{result.seconds:.1f} s")
+
+
+@click.command("score")
+@click.option("--model", required=True, help="Model directory from `textcnn train`.")
+@click.option("--input", "input_path", required=True, help="Parquet file or folder to score.")
+@click.option("--output", required=True, help="Folder for the score files (replaced).")
+@click.option("--id-column", default="id", show_default=True)
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--actors", default=1, show_default=True, help="Scoring actors.")
+@click.option("--batch-size", default=ScoreConfig.batch_size, show_default=True)
+@click.option("--gpus", is_flag=True, help="One GPU per actor.")
+@_friendly_errors
+def score_cmd(model: str, input_path: str, output: str, id_column: str, text_column: str,
+              actors: int, batch_size: int, gpus: bool) -> None:
+    """Score INPUT with MODEL and write Parquet scores to OUTPUT."""
+    from textcnn.score import score
+    summary = score(ScoreConfig(model=model, input=input_path, output=output, id_column=id_column,
+                                text_column=text_column, actors=actors, batch_size=batch_size,
+                                use_gpu=gpus))
+    click.echo(f"scored {summary.rows_out} of {summary.rows_in} rows in {summary.seconds:.1f} s "
+               f"({summary.rows_per_second:,.0f} rows/s) -> {summary.output}")
+
+
+@click.command("eval")
+@click.option("--model", required=True, help="Model directory from `textcnn train`.")
+@click.option("--data", required=True, help="Labelled Parquet file or folder.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--output", default=None, help="Where to write the JSON report; default <model>/eval.json.")
+@_friendly_errors
+def eval_cmd(model: str, data: str, text_column: str, label_column: str, output: str | None) -> None:
+    """Print accuracy, macro-F1, per-class precision/recall and the confusion matrix as JSON."""
+    from textcnn import storage
+    from textcnn.evaluation import evaluate_parquet
+    report = evaluate_parquet(model, data, text_column, label_column)
+    output = output or storage.join(model, "eval.json")
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    storage.write_text(output, text + "\n")
+    click.echo(text)
+    log.info("report written to %s", output)
+
+
+for _cmd in (train_cmd, score_cmd, eval_cmd):
+    main.add_command(_cmd)
+
+
+def run_job(command: click.Command) -> None:
+    """Entry for jobs/*.py: the CLI command with logging configured."""
+    _setup_logging(verbose=False)
+    command(prog_name=f"python jobs/{command.name}.py")

@@ -1,0 +1,126 @@
+"""Typed configuration: every default of textcnn lives here, and every value is checked here.
+
+A resolved config is saved as JSON with each model directory and each scoring run, so that what ran
+can always be read back (``from_dict``) and compared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range; the message names the field."""
+
+
+def _check(ok: bool, name: str, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}: {why}")
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    lowercase: bool = True
+    max_length: int = 64          # tokens kept per text; longer texts are truncated
+    min_count: int = 1            # a token seen fewer times in training maps to <unk>
+    max_vocab: int = 50_000       # including <pad> and <unk>
+
+    def __post_init__(self) -> None:
+        _check(self.max_length >= 1, "max_length", f"must be >= 1, got {self.max_length}")
+        _check(self.min_count >= 1, "min_count", f"must be >= 1, got {self.min_count}")
+        _check(self.max_vocab >= 3, "max_vocab", f"must be >= 3, got {self.max_vocab}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 0           # set from the vocabulary when training starts
+    num_classes: int = 2
+    embed_dim: int = 128
+    kernel_sizes: tuple[int, ...] = (3, 4, 5)
+    num_filters: int = 100
+    dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kernel_sizes", tuple(int(k) for k in self.kernel_sizes))
+        _check(self.vocab_size >= 0, "vocab_size", f"must be >= 0, got {self.vocab_size}")
+        _check(self.num_classes >= 2, "num_classes", f"must be >= 2, got {self.num_classes}")
+        _check(self.embed_dim >= 1, "embed_dim", f"must be >= 1, got {self.embed_dim}")
+        _check(len(self.kernel_sizes) >= 1 and min(self.kernel_sizes) >= 1,
+               "kernel_sizes", f"must be one or more widths >= 1, got {self.kernel_sizes}")
+        _check(self.num_filters >= 1, "num_filters", f"must be >= 1, got {self.num_filters}")
+        _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    train: str                    # Parquet file or folder (local path or URI)
+    output: str                   # the exported model directory
+    val: str | None = None        # when absent, val_fraction of train is held out
+    text_column: str = "text"
+    label_column: str = "label"
+    workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 0.5  # fractional: whole CPUs starve Ray Data on small machines
+    epochs: int = 6
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    val_fraction: float = 0.1
+    seed: int = 0
+    storage_path: str | None = None   # Ray Train checkpoints; default <output>/../_checkpoints
+    run_name: str | None = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.train), "train", "a training data path is required")
+        _check(bool(self.output), "output", "an output model directory is required")
+        _check(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
+        _check(self.cpus_per_worker > 0, "cpus_per_worker", f"must be > 0, got {self.cpus_per_worker}")
+        _check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        _check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _check(0.0 < self.val_fraction < 1.0, "val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        _check(self.text_column != self.label_column, "label_column", "must differ from text_column")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    model: str                    # a model directory written by `textcnn train`
+    input: str                    # Parquet file or folder
+    output: str                   # folder for the score files
+    id_column: str = "id"
+    text_column: str = "text"
+    actors: int = 1
+    use_gpu: bool = False
+    cpus_per_actor: float = 0.5
+    batch_size: int = 512
+    blocks: int = 0               # repartition the input into this many blocks; 0 = 2 per actor
+
+    def __post_init__(self) -> None:
+        for name in ("model", "input", "output", "id_column", "text_column"):
+            _check(bool(getattr(self, name)), name, "is required")
+        _check(self.id_column != self.text_column, "text_column", "must differ from id_column")
+        _check(self.actors >= 1, "actors", f"must be >= 1, got {self.actors}")
+        _check(self.cpus_per_actor > 0, "cpus_per_actor", f"must be > 0, got {self.cpus_per_actor}")
+        _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(self.blocks >= 0, "blocks", f"must be >= 0, got {self.blocks}")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    return dataclasses.asdict(config)
+
+
+def model_config_from_dict(d: dict[str, Any]) -> ModelConfig:
+    return ModelConfig(**d)
+
+
+def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    d = dict(d)
+    d["model"] = ModelConfig(**d.get("model", {}))
+    d["tokenizer"] = TokenizerConfig(**d.get("tokenizer", {}))
+    return TrainConfig(**d)

@@ -1,0 +1,111 @@
+"""Ray Data plumbing shared by training and scoring: read Parquet, check columns, tokenize batches."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as pads
+import ray.data
+from ray.data import Dataset
+
+from textcnn import storage
+from textcnn.config import TrainConfig
+from textcnn.text import Tokenizer, VocabBuilder
+
+log = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """Input data is missing, unreadable or lacks a needed column; the message names the URI."""
+
+
+def parquet_schema(uri: str) -> pa.Schema:
+    """The schema of a Parquet file or folder, from its footers alone."""
+    fs, path = storage.resolve(uri)
+    try:
+        return pads.dataset(path, filesystem=fs, format="parquet").schema
+    except (OSError, pa.ArrowInvalid) as e:
+        raise DataError(f"{uri}: cannot read as Parquet: {e}") from None
+
+
+def check_columns(uri: str, columns: list[str], what: str) -> None:
+    schema = parquet_schema(uri)
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise DataError(f"{what} {uri} has no column(s) {missing}; it has {schema.names}")
+
+
+def read_parquet(uri: str, columns: list[str]) -> Dataset:
+    fs, path = storage.resolve(uri)
+    return ray.data.read_parquet(path, filesystem=fs).select_columns(columns)
+
+
+def read_labelled(config: TrainConfig) -> tuple[Dataset, Dataset]:
+    """Train and validation datasets; validation is carved from train when config.val is None."""
+    columns = [config.text_column, config.label_column]
+    check_columns(config.train, columns, "training data")
+    train = read_parquet(config.train, columns)
+    if config.val:
+        check_columns(config.val, columns, "validation data")
+        return train, read_parquet(config.val, columns)
+    return tuple(train.train_test_split(test_size=config.val_fraction, shuffle=True, seed=config.seed))
+
+
+def vocabulary_and_labels(ds: Dataset, config: TrainConfig) -> tuple[Tokenizer, list[str]]:
+    """One streaming pass over the training texts: the vocabulary and the sorted class names."""
+    builder, labels, rows = VocabBuilder(config.tokenizer), set(), 0
+    for batch in ds.iter_batches(batch_size=8192, batch_format="pyarrow"):
+        label_col = batch.column(config.label_column)
+        if label_col.null_count:
+            raise DataError(f"training data {config.train}: {label_col.null_count} row(s) with a null "
+                            f"'{config.label_column}'")
+        builder.update(batch.column(config.text_column).to_pylist())
+        labels.update(str(v) for v in label_col.to_pylist())
+        rows += batch.num_rows
+    if len(labels) < 2:
+        raise DataError(f"training data {config.train}: needs at least 2 classes in "
+                        f"'{config.label_column}', found {sorted(labels)} in {rows} rows")
+    return builder.build(), sorted(labels)
+
+
+_TOKENIZERS: dict[str, Tokenizer] = {}
+
+
+def _tokenizer(vocab: dict[str, Any], vocab_hash: str) -> Tokenizer:
+    """Tokenizers are rebuilt once per worker process, not once per batch."""
+    if vocab_hash not in _TOKENIZERS:
+        _TOKENIZERS[vocab_hash] = Tokenizer.from_dict(vocab)
+    return _TOKENIZERS[vocab_hash]
+
+
+def _encode_labelled(batch: pa.Table, vocab: dict[str, Any], vocab_hash: str, label_ids: dict[str, int],
+                     text_column: str, label_column: str) -> dict[str, np.ndarray]:
+    ids = _tokenizer(vocab, vocab_hash).encode(batch.column(text_column).to_pylist())  # (B, L)
+    labels = np.array([label_ids[str(v)] for v in batch.column(label_column).to_pylist()], dtype=np.int64)
+    return {"ids": ids, "label": labels}
+
+
+def encode_labelled(ds: Dataset, tokenizer: Tokenizer, labels: list[str], config: TrainConfig) -> Dataset:
+    return ds.map_batches(
+        _encode_labelled, batch_format="pyarrow", num_cpus=0.5,
+        fn_kwargs=dict(vocab=tokenizer.to_dict(), vocab_hash=tokenizer.hash(),
+                       label_ids={name: i for i, name in enumerate(labels)},
+                       text_column=config.text_column, label_column=config.label_column))
+
+
+def _encode_texts(batch: pa.Table, vocab: dict[str, Any], vocab_hash: str, id_column: str,
+                  text_column: str) -> dict[str, np.ndarray]:
+    ids = _tokenizer(vocab, vocab_hash).encode(batch.column(text_column).to_pylist())  # (B, L)
+    return {id_column: batch.column(id_column).to_numpy(zero_copy_only=False), "ids": ids}
+
+
+def encode_texts(ds: Dataset, tokenizer: Tokenizer, id_column: str, text_column: str,
+                 batch_size: int) -> Dataset:
+    """The CPU tokenize stage of scoring: (id, text) rows -> (id, ids) rows."""
+    return ds.map_batches(
+        _encode_texts, batch_format="pyarrow", batch_size=batch_size, num_cpus=0.5,
+        fn_kwargs=dict(vocab=tokenizer.to_dict(), vocab_hash=tokenizer.hash(),
+                       id_column=id_column, text_column=text_column))

@@ -1,0 +1,39 @@
+"""Joining or starting Ray, and checking that what a job asks for exists before it waits forever."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+
+log = logging.getLogger(__name__)
+
+
+class ResourceError(RuntimeError):
+    """The cluster lacks what the job asks for (a request Ray would otherwise wait on silently)."""
+
+
+def ensure_ray() -> None:
+    """Join the cluster named by RAY_ADDRESS (as `ray job submit` sets it), else start a local one."""
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        log.info("joined Ray cluster at %s", address)
+    else:
+        ray.init(log_to_driver=True)  # the dashboard serves the State API Ray Train polls
+        log.info("started a local Ray with %s", ray.cluster_resources())
+
+
+def require(cpus: float, gpus: float, what: str) -> None:
+    """Fail clearly when the cluster cannot ever hold cpus/gpus at once."""
+    have = ray.cluster_resources()
+    have_gpus, have_cpus = have.get("GPU", 0.0), have.get("CPU", 0.0)
+    if gpus > have_gpus:
+        raise ResourceError(f"{what} asks for {gpus:g} GPU(s) but the Ray cluster has {have_gpus:g}; "
+                            "drop --gpus or add GPU nodes")
+    if cpus > have_cpus:
+        raise ResourceError(f"{what} asks for {cpus:g} CPU(s) but the Ray cluster has {have_cpus:g}; "
+                            "use fewer workers/actors or a smaller CPU share each")

@@ -1,0 +1,105 @@
+"""Tokenizer and vocabulary: text in, fixed-width int32 token ids out.
+
+English (and any space-separated script) splits into lowercased words and single punctuation marks;
+Chinese, Japanese and Korean characters each become a token of their own, so no word segmenter is
+needed. Id 0 is ``<pad>`` and id 1 is ``<unk>``; padding is always on the right, so the longest row
+of a batch bounds the useful width (see ``trim``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from textcnn.config import TokenizerConfig
+
+PAD, UNK = "<pad>", "<unk>"
+PAD_ID, UNK_ID = 0, 1
+
+# Han, kana, hangul and CJK punctuation blocks: one token per character.
+_CJK = "\u2e80-\u2fdf\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
+_TOKEN_RE = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+|[^\w\s]")
+
+
+def split(text: str | None, lowercase: bool = True) -> list[str]:
+    """The tokens of one text; None and non-strings yield no tokens."""
+    if not isinstance(text, str):
+        return []
+    return _TOKEN_RE.findall(text.lower() if lowercase else text)
+
+
+class Tokenizer:
+    """A frozen vocabulary plus the rules that map text onto it."""
+
+    def __init__(self, tokens: Sequence[str], config: TokenizerConfig) -> None:
+        if len(tokens) < 2 or tokens[PAD_ID] != PAD or tokens[UNK_ID] != UNK:
+            raise ValueError("vocabulary must start with <pad>, <unk>")
+        self.tokens = list(tokens)
+        self.config = config
+        self._ids = {t: i for i, t in enumerate(self.tokens)}
+        if len(self._ids) != len(self.tokens):
+            raise ValueError("vocabulary has duplicate tokens")
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, texts: Iterable[Any]) -> np.ndarray:
+        """Token ids, truncated and right-padded to max_length."""
+        texts = list(texts)
+        width = self.config.max_length
+        out = np.zeros((len(texts), width), dtype=np.int32)  # (B, L)
+        get, lower = self._ids.get, self.config.lowercase
+        for row, text in enumerate(texts):
+            ids = [get(t, UNK_ID) for t in split(text, lower)[:width]]
+            out[row, : len(ids)] = ids
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": _tokenizer_config_dict(self.config), "tokens": self.tokens}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Tokenizer:
+        return cls(d["tokens"], TokenizerConfig(**d["config"]))
+
+    def hash(self) -> str:
+        """Identifies the vocabulary and its rules: sha256 of the canonical JSON, 16 hex digits."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False).encode()
+        return hashlib.sha256(canonical).hexdigest()[:16]
+
+
+def _tokenizer_config_dict(config: TokenizerConfig) -> dict[str, Any]:
+    return {f: getattr(config, f) for f in config.__dataclass_fields__}
+
+
+class VocabBuilder:
+    """Counts tokens over a stream of text batches, then freezes the most frequent into a Tokenizer."""
+
+    def __init__(self, config: TokenizerConfig) -> None:
+        self.config = config
+        self.counts: Counter[str] = Counter()
+
+    def update(self, texts: Iterable[Any]) -> None:
+        for text in texts:
+            self.counts.update(split(text, self.config.lowercase))
+
+    def build(self) -> Tokenizer:
+        keep = [(t, c) for t, c in self.counts.items() if c >= self.config.min_count]
+        keep.sort(key=lambda tc: (-tc[1], tc[0]))  # by count, ties by token: deterministic
+        tokens = [PAD, UNK] + [t for t, _ in keep[: self.config.max_vocab - 2]]
+        return Tokenizer(tokens, self.config)
+
+
+def trim(ids, min_width: int):
+    """Drop the all-padding columns on the right, keeping at least min_width columns.
+
+    Works on NumPy arrays and torch tensors alike: with right padding and no <pad> inside a row,
+    the longest row's token count is the useful width.
+    """
+    longest = int((ids != PAD_ID).sum(1).max()) if len(ids) else 0
+    return ids[:, : max(longest, min_width)]
