@@ -43,13 +43,19 @@ def read_parquet(uri: str, columns: list[str]) -> Dataset:
     return ray.data.read_parquet(path, filesystem=fs).select_columns(columns)
 
 
+def check_labelled(config: TrainConfig) -> None:
+    """Fail before Ray starts when the training or validation data lacks its columns."""
+    columns = [config.text_column, config.label_column]
+    check_columns(config.train, columns, "training data")
+    if config.val:
+        check_columns(config.val, columns, "validation data")
+
+
 def read_labelled(config: TrainConfig) -> tuple[Dataset, Dataset]:
     """Train and validation datasets; validation is carved from train when config.val is None."""
     columns = [config.text_column, config.label_column]
-    check_columns(config.train, columns, "training data")
     train = read_parquet(config.train, columns)
     if config.val:
-        check_columns(config.val, columns, "validation data")
         return train, read_parquet(config.val, columns)
     return tuple(train.train_test_split(test_size=config.val_fraction, shuffle=True, seed=config.seed))
 

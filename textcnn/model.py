@@ -29,8 +29,17 @@ class TextCNN(nn.Module):
         return max(self.config.kernel_sizes)
 
     def features(self, ids: torch.Tensor) -> torch.Tensor:
+        # Windows that run past a row's last token are masked out of the max-pool, so a row's score
+        # does not depend on how far the rest of its batch is padded. A row shorter than a kernel
+        # keeps its first window (token + pads), the same whatever the batch.
+        lengths = (ids != PAD_ID).sum(dim=1, keepdim=True)        # (B, 1)
         x = self.embedding(ids).transpose(1, 2)                   # (B, E, L)
-        pooled = [F.relu(conv(x)).amax(dim=2) for conv in self.convs]  # k x (B, F)
+        pooled = []
+        for conv in self.convs:
+            h = F.relu(conv(x))                                   # (B, F, L-k+1)
+            starts = torch.arange(h.shape[2], device=ids.device)  # (L-k+1,)
+            valid = starts < (lengths - conv.kernel_size[0] + 1).clamp(min=1)  # (B, L-k+1)
+            pooled.append(h.masked_fill(~valid.unsqueeze(1), 0.0).amax(dim=2))  # (B, F); h >= 0
         return torch.cat(pooled, dim=1)                           # (B, k*F)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:

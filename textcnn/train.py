@@ -26,7 +26,7 @@ from ray.train.torch import TorchTrainer
 
 from textcnn import artifacts, runtime, storage
 from textcnn.config import ModelConfig, TrainConfig, to_dict, train_config_from_dict
-from textcnn.data import encode_labelled, read_labelled, vocabulary_and_labels
+from textcnn.data import check_labelled, encode_labelled, read_labelled, vocabulary_and_labels
 from textcnn.metrics import classification_report
 from textcnn.model import TextCNN
 from textcnn.text import trim
@@ -78,17 +78,21 @@ def evaluate(model: torch.nn.Module, batches: Iterable[Batch]) -> tuple[float, n
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Load the run's latest checkpoint if Ray Train resumed one; returns the next epoch."""
+def _load_state(checkpoint: ray.train.Checkpoint) -> dict[str, Any]:
+    with checkpoint.as_directory() as d:
+        return torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
+
+
+def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
+    """Load the run's latest checkpoint if Ray Train resumed one: the next epoch and the history."""
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
-        return 0
-    with checkpoint.as_directory() as d:
-        state = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
+        return 0, []
+    state = _load_state(checkpoint)
     _unwrap(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     log.info("resumed from the checkpoint of epoch %d", state["epoch"])
-    return state["epoch"] + 1
+    return state["epoch"] + 1, state["history"]
 
 
 def _report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
@@ -113,7 +117,8 @@ def train_func(loop_config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     rank = ray.train.get_context().get_world_rank()
     as_tensors = dict(dtypes={"ids": torch.long, "label": torch.long}, device=device)
-    for epoch in range(_restore(model, optimizer), config.epochs):
+    first_epoch, history = _restore(model, optimizer)
+    for epoch in range(first_epoch, config.epochs):
         started = time.perf_counter()
         shard = ray.train.get_dataset_shard("train")
         train_loss = train_epoch(model, shard.iter_torch_batches(
@@ -125,10 +130,11 @@ def train_func(loop_config: dict[str, Any]) -> None:
         metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                    "val_acc": report["accuracy"], "val_macro_f1": report["macro_f1"],
                    "epoch_seconds": time.perf_counter() - started}
+        history.append(metrics)
         state = None
         if rank == 0:
             state = {"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                     "epoch": epoch, "report": report}
+                     "epoch": epoch, "report": report, "history": history}
         _report(metrics, state)
 
 
@@ -162,6 +168,7 @@ def _run_config(config: TrainConfig) -> RunConfig:
 def fit(config: TrainConfig) -> FitResult:
     """Train on Ray and export the best epoch as the model directory config.output."""
     started = time.perf_counter()
+    check_labelled(config)
     runtime.ensure_ray()
     runtime.require(config.workers * config.cpus_per_worker, config.workers if config.use_gpu else 0,
                     f"training with {config.workers} worker(s)")
@@ -180,9 +187,8 @@ def fit(config: TrainConfig) -> FitResult:
         dataset_config=DataConfig(datasets_to_split=["train"]))  # every worker validates on all of val
     result = trainer.fit()
     best, best_metrics = max(result.best_checkpoints, key=lambda cm: cm[1]["val_acc"])
-    with best.as_directory() as d:
-        state = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
-    history = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
+    state = _load_state(best)
+    history = _load_state(result.checkpoint)["history"]   # the latest checkpoint has every epoch
     metrics = {**state["report"], "epoch": state["epoch"], "val_loss": best_metrics["val_loss"]}
     version = artifacts.save(config.output, state["model"], model_config, tokenizer, labels,
                              {"validation": metrics, "history": history}, to_dict(config))

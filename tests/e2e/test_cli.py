@@ -1,0 +1,67 @@
+"""The CLI and job scripts as a user runs them: separate processes, each starting its own local Ray."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXTCNN = [sys.executable, "-m", "textcnn"]
+
+
+def run(args, cwd=ROOT, check=True, timeout=600):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}   # always a local Ray here
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.mark.parametrize("args", [TEXTCNN, TEXTCNN + ["train"], TEXTCNN + ["score"], TEXTCNN + ["eval"],
+                                  [sys.executable, "jobs/train.py"], [sys.executable, "jobs/score.py"],
+                                  [sys.executable, "jobs/demo.py"]])
+def test_help(args):
+    out = run(args + ["--help"]).stdout
+    assert "Usage:" in out and "--help" in out
+
+
+def test_train_score_eval(tmp_path):
+    model, scores, report = tmp_path / "model", tmp_path / "scores", tmp_path / "eval.json"
+    out = run(TEXTCNN + ["train", "--train", SAMPLE_TRAIN, "--output", str(model), "--workers", "2",
+                         "--epochs", "2"]).stdout
+    assert "written to" in out and (model / "weights.pt").exists()
+    out = run(TEXTCNN + ["score", "--model", str(model), "--input", SAMPLE_TEST, "--output", str(scores),
+                         "--actors", "2", "--batch-size", "256"]).stdout
+    assert "scored 1275 of 1275 rows" in out
+    assert sorted(pq.read_table(scores).column("id").to_pylist()) == \
+        sorted(pq.read_table(SAMPLE_TEST).column("id").to_pylist())
+    printed = json.loads(run(TEXTCNN + ["eval", "--model", str(model), "--data", SAMPLE_TEST,
+                                        "--output", str(report)]).stdout)
+    assert printed == json.loads(report.read_text())
+    assert printed["rows"] == 1275 and 0.6 < printed["accuracy"] <= 1.0
+    assert set(printed["per_class"]) == {"fresh", "rotten"}
+    assert all({"precision", "recall"} <= set(v) for v in printed["per_class"].values())
+    assert sum(map(sum, printed["confusion_matrix"])) == 1275
+
+
+def test_missing_column_is_one_line_naming_the_file(tmp_path):
+    proc = run(TEXTCNN + ["train", "--train", SAMPLE_TRAIN, "--output", str(tmp_path / "m"),
+                          "--text-column", "body"], check=False)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert f"training data {SAMPLE_TRAIN} has no column(s) ['body']" in proc.stderr
+
+
+def test_bad_model_directory_is_refused_before_scoring(tmp_path):
+    proc = run(TEXTCNN + ["score", "--model", str(tmp_path / "nope"), "--input", SAMPLE_TEST,
+                          "--output", str(tmp_path / "s")], check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "weights.pt: missing" in proc.stderr

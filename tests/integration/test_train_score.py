@@ -1,0 +1,78 @@
+"""Training on Ray Train and scoring on Ray Data, on a real local Ray and the shared datasets."""
+
+import json
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import dataset
+from textcnn import artifacts
+from textcnn.config import ScoreConfig, TrainConfig
+from textcnn.evaluation import evaluate_parquet
+from textcnn.runtime import ResourceError
+from textcnn.score import PRED_LABEL, PRED_PROB, PROB_PREFIX, score
+from textcnn.train import fit
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def rt_model(tmp_path_factory):
+    """A model trained with 2 CPU workers on the whole rt_snippets training split."""
+    out = str(tmp_path_factory.mktemp("rt") / "model")
+    result = fit(TrainConfig(train=dataset("rt_snippets", "train"), output=out, workers=2))
+    return out, result
+
+
+def test_two_worker_training_reaches_075_on_rt_snippets_test(rt_model):
+    out, result = rt_model
+    assert len(result.history) == TrainConfig.epochs        # one report per epoch
+    report = evaluate_parquet(out, dataset("rt_snippets", "test"))
+    print(f"rt_snippets test accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}")
+    assert report["rows"] == 1275
+    assert report["accuracy"] >= 0.75
+
+
+def test_model_directory_records_config_metrics_and_hashes(rt_model):
+    out, result = rt_model
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["train"]["workers"] == 2 and config["model"]["vocab_size"] > 1000
+    assert config["model_version"] == result.model_version
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    best = max(h["val_acc"] for h in metrics["history"])
+    assert metrics["validation"]["accuracy"] == pytest.approx(best)   # the best epoch was exported
+    assert artifacts.verify(out) == []
+
+
+def test_scoring_gives_one_row_per_id_with_probabilities_summing_to_one(rt_model, tmp_path):
+    model, _ = rt_model
+    # several input files, so the pipeline reads a folder and spreads blocks over both actors
+    table = pq.read_table(dataset("rt_snippets", "test"), columns=["id", "text"])
+    os.makedirs(tmp_path / "in")
+    for i in range(3):
+        pq.write_table(table.slice(i * 425, 425), tmp_path / "in" / f"part-{i}.parquet")
+    out = str(tmp_path / "scores")
+    summary = score(ScoreConfig(model=model, input=str(tmp_path / "in"), output=out, actors=2,
+                                batch_size=128))
+    scores = pq.read_table(out)
+    assert summary.rows_in == summary.rows_out == scores.num_rows == 1275
+    assert sorted(scores.column("id").to_pylist()) == sorted(table.column("id").to_pylist())
+    labels = json.load(open(os.path.join(model, "labels.json")))
+    probs = np.stack([scores.column(PROB_PREFIX + name).to_numpy() for name in labels], axis=1)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(scores.column(PRED_PROB).to_numpy(), probs.max(axis=1))
+    assert set(scores.column(PRED_LABEL).to_pylist()) <= set(labels)
+    # a rerun replaces the output instead of appending to it
+    score(ScoreConfig(model=model, input=str(tmp_path / "in"), output=out, actors=1))
+    assert pq.read_table(out).num_rows == 1275
+    assert json.load(open(os.path.join(out, "_score_config.json")))["rows_out"] == 1275
+
+
+def test_asking_for_gpus_on_a_cpu_cluster_fails_at_once(tiny_model_dir, tmp_path):
+    with pytest.raises(ResourceError, match="GPU"):
+        score(ScoreConfig(model=tiny_model_dir, input=dataset("sms_spam", "test"),
+                          output=str(tmp_path / "s"), use_gpu=True))
+    with pytest.raises(ResourceError, match="GPU"):
+        fit(TrainConfig(train=dataset("sms_spam", "train"), output=str(tmp_path / "m"), use_gpu=True))

@@ -1,0 +1,29 @@
+import pytest
+
+from textcnn.config import (ConfigError, ModelConfig, ScoreConfig, TokenizerConfig, TrainConfig, to_dict,
+                            train_config_from_dict)
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("make, field", [
+    (lambda: ModelConfig(num_classes=1), "num_classes"),
+    (lambda: ModelConfig(dropout=1.0), "dropout"),
+    (lambda: ModelConfig(kernel_sizes=()), "kernel_sizes"),
+    (lambda: TokenizerConfig(max_length=0), "max_length"),
+    (lambda: TrainConfig(train="t", output="o", workers=0), "workers"),
+    (lambda: TrainConfig(train="t", output="o", val_fraction=1.5), "val_fraction"),
+    (lambda: TrainConfig(train="t", output="o", text_column="x", label_column="x"), "label_column"),
+    (lambda: ScoreConfig(model="m", input="i", output="o", actors=0), "actors"),
+    (lambda: ScoreConfig(model="m", input="i", output="o", id_column="t", text_column="t"), "text_column"),
+])
+def test_bad_values_are_rejected_naming_the_field(make, field):
+    with pytest.raises(ConfigError, match=f"^{field}:"):
+        make()
+
+
+def test_train_config_round_trips_through_a_dict():
+    config = TrainConfig(train="t", output="o", model=ModelConfig(kernel_sizes=[2, 3]),
+                         tokenizer=TokenizerConfig(max_length=10))
+    again = train_config_from_dict(to_dict(config))
+    assert again == config and again.model.kernel_sizes == (2, 3)

@@ -1,0 +1,3 @@
+from textcnn.cli import main
+
+main()
