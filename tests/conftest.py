@@ -36,3 +36,79 @@ def tiny_model_dir(tmp_path: Path) -> str:
     out = str(tmp_path / "model")
     artifacts.save(out, model.state_dict(), config, tokenizer, ["neg", "pos"], {"note": "untrained"})
     return out
+
+
+# ---- a real S3 endpoint on loopback --------------------------------------------------------
+
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import pyarrow.fs as pafs
+
+from textcnn import storage
+
+S3_KEY, S3_SECRET = "AKIATEXTCNNTEST0KEY", "textcnn-test-secret-0123456789abcdefghij"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout} s")
+
+
+@dataclass
+class S3Endpoint:
+    url: str
+    env: dict[str, str]       # what a process needs to reach it through the AWS chain
+
+    def fs(self) -> pafs.S3FileSystem:
+        return pafs.S3FileSystem(access_key=S3_KEY, secret_key=S3_SECRET, region="us-east-1",
+                                 endpoint_override=self.url.split("://")[1], scheme="http",
+                                 allow_bucket_creation=True)
+
+    def bucket(self, name: str) -> str:
+        self.fs().create_dir(name)
+        return f"s3://{name}"
+
+    def upload(self, local: str, uri: str) -> None:
+        pafs.copy_files(local, uri.split("://")[1], destination_filesystem=self.fs())
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """moto's S3 server on a free loopback port; the AWS variables point this process at it."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc, "moto server")
+        env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": S3_KEY,
+               "AWS_SECRET_ACCESS_KEY": S3_SECRET, "AWS_REGION": "us-east-1"}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        storage.configure_s3()             # forget any filesystem resolved before
+        yield S3Endpoint(env["AWS_ENDPOINT_URL"], env)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        storage.configure_s3()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from pyarrow.fs import FileSystem
 
 from textcnn import storage
 from textcnn.config import ModelConfig, model_config_from_dict
@@ -74,13 +75,13 @@ def save(uri: str, state_dict: dict[str, torch.Tensor], model_config: ModelConfi
     return version
 
 
-def _read_checked(uri: str) -> tuple[dict[str, Any], bytes]:
+def _read_checked(uri: str, fs: FileSystem | None = None) -> tuple[dict[str, Any], bytes]:
     """config.json and weights.pt, once each, after checking the directory is complete and sound."""
-    missing = [f for f in FILES if not storage.exists(storage.join(uri, f))]
+    missing = [f for f in FILES if not storage.exists(storage.join(uri, f), fs)]
     if missing:
         raise ModelDirError("; ".join(f"{storage.join(uri, f)}: missing" for f in missing))
-    config = json.loads(storage.read_text(storage.join(uri, "config.json")))
-    weights = storage.read_bytes(storage.join(uri, "weights.pt"))
+    config = json.loads(storage.read_text(storage.join(uri, "config.json"), fs))
+    weights = storage.read_bytes(storage.join(uri, "weights.pt"), fs)
     digest = hashlib.sha256(weights).hexdigest()
     if digest != config.get("weights_sha256"):
         raise ModelDirError(f"{storage.join(uri, 'weights.pt')}: sha256 {digest[:16]} does not "
@@ -88,23 +89,26 @@ def _read_checked(uri: str) -> tuple[dict[str, Any], bytes]:
     return config, weights
 
 
-def verify(uri: str) -> list[str]:
+def verify(uri: str, fs: FileSystem | None = None) -> list[str]:
     """Every problem with a model directory, as messages naming the file; empty when sound."""
     try:
-        _read_checked(uri)
+        _read_checked(uri, fs)
     except ModelDirError as e:
         return str(e).split("; ")
     return []
 
 
-def load(uri: str, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load and check a model directory; the model is in eval mode on device."""
+def load(uri: str, device: str | torch.device = "cpu", fs: FileSystem | None = None) -> LoadedModel:
+    """Load and check a model directory; the model is in eval mode on device.
+
+    fs, when given, is the filesystem resolved on the driver (how actors on other nodes reach S3).
+    """
     try:
-        config, weights = _read_checked(uri)
+        config, weights = _read_checked(uri, fs)
     except ModelDirError as e:
         raise ModelDirError(f"model directory {uri} is not usable: {e}") from None
-    tokenizer = Tokenizer.from_dict(json.loads(storage.read_text(storage.join(uri, "vocab.json"))))
-    labels = json.loads(storage.read_text(storage.join(uri, "labels.json")))
+    tokenizer = Tokenizer.from_dict(json.loads(storage.read_text(storage.join(uri, "vocab.json"), fs)))
+    labels = json.loads(storage.read_text(storage.join(uri, "labels.json"), fs))
     state = torch.load(io.BytesIO(weights), map_location=device, weights_only=True)
     model = TextCNN(model_config_from_dict(config["model"]))
     model.load_state_dict(state)

@@ -28,11 +28,21 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         from textcnn.artifacts import ModelDirError
         from textcnn.data import DataError
         from textcnn.runtime import ResourceError
+        from textcnn.storage import StorageError, configure_s3
+        configure_s3(kwargs.pop("s3_endpoint"), kwargs.pop("s3_region"), kwargs.pop("aws_profile"))
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, DataError, ModelDirError, ResourceError) as e:
+        except (ConfigError, DataError, ModelDirError, ResourceError, StorageError) as e:
             raise click.ClickException(f"{type(e).__name__}: {e}") from None
     return wrapper
+
+
+def _s3_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Overrides of the AWS chain (AWS_ENDPOINT_URL, AWS_REGION, AWS_PROFILE, ~/.aws)."""
+    fn = click.option("--aws-profile", default=None, help="AWS profile for s3:// paths.")(fn)
+    fn = click.option("--s3-region", default=None, help="S3 region.")(fn)
+    return click.option("--s3-endpoint", default=None,
+                        help="S3-compatible endpoint URL, e.g. http://127.0.0.1:9000 (MinIO).")(fn)
 
 
 @click.group()
@@ -58,6 +68,7 @@ def main(verbose: bool) -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--storage-path", default=None, help="Where Ray Train keeps checkpoints.")
 @click.option("--run-name", default=None, help="Ray Train run name; reuse it to resume a run.")
+@_s3_options
 @_friendly_errors
 def train_cmd(train_path: str, output: str, val_path: str | None, text_column: str, label_column: str,
               workers: int, gpus: bool, epochs: int, batch_size: int, lr: float, max_length: int,
@@ -85,6 +96,7 @@ def train_cmd(train_path: str, output: str, val_path: str | None, text_column: s
 @click.option("--actors", default=1, show_default=True, help="Scoring actors.")
 @click.option("--batch-size", default=ScoreConfig.batch_size, show_default=True)
 @click.option("--gpus", is_flag=True, help="One GPU per actor.")
+@_s3_options
 @_friendly_errors
 def score_cmd(model: str, input_path: str, output: str, id_column: str, text_column: str,
               actors: int, batch_size: int, gpus: bool) -> None:
@@ -103,6 +115,7 @@ def score_cmd(model: str, input_path: str, output: str, id_column: str, text_col
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
 @click.option("--output", default=None, help="Where to write the JSON report; default <model>/eval.json.")
+@_s3_options
 @_friendly_errors
 def eval_cmd(model: str, data: str, text_column: str, label_column: str, output: str | None) -> None:
     """Print accuracy, macro-F1, per-class precision/recall and the confusion matrix as JSON."""

@@ -28,7 +28,8 @@ def parquet_schema(uri: str) -> pa.Schema:
     try:
         return pads.dataset(path, filesystem=fs, format="parquet").schema
     except (OSError, pa.ArrowInvalid) as e:
-        raise DataError(f"{uri}: cannot read as Parquet: {e}") from None
+        reason = storage.redact(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        raise DataError(f"{uri}: cannot read as Parquet: {reason}") from None
 
 
 def check_columns(uri: str, columns: list[str], what: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow.dataset as pads
 import torch
+from pyarrow.fs import FileSystem
 from ray.data import ActorPoolStrategy, SaveMode
 
 from textcnn import artifacts, runtime, storage
@@ -31,10 +32,11 @@ PRED_LABEL, PRED_PROB, PROB_PREFIX = "predicted_label", "predicted_prob", "prob_
 class Scorer:
     """Loads a model directory once; each call maps a batch of token ids to class probabilities."""
 
-    def __init__(self, model_uri: str, id_column: str, use_gpu: bool = False, threads: int = 1) -> None:
+    def __init__(self, model_uri: str, id_column: str, use_gpu: bool = False, threads: int = 1,
+                 filesystem: FileSystem | None = None) -> None:
         torch.set_num_threads(threads)
         self.device = torch.device("cuda" if use_gpu else "cpu")
-        self.loaded = artifacts.load(model_uri, self.device)
+        self.loaded = artifacts.load(model_uri, self.device, filesystem)
         self.id_column = id_column
         self.labels = np.array(self.loaded.labels, dtype=object)
 
@@ -77,7 +79,8 @@ def _actor_args(config: ScoreConfig) -> dict[str, Any]:
                 num_gpus=1 if config.use_gpu else 0, batch_size=config.batch_size, batch_format="numpy",
                 fn_constructor_kwargs=dict(model_uri=config.model, id_column=config.id_column,
                                            use_gpu=config.use_gpu,
-                                           threads=max(1, int(config.cpus_per_actor))))
+                                           threads=max(1, int(config.cpus_per_actor)),
+                                           filesystem=storage.filesystem(config.model)))
 
 
 def score(config: ScoreConfig) -> ScoreSummary:

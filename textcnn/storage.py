@@ -1,29 +1,116 @@
 """Paths and URIs (local path, file://, s3://) -> a pyarrow filesystem and a path on it.
 
-Credentials come from the environment (the standard AWS variables and profiles); they are never
-logged, and nothing here returns them in a message.
+S3 settings come from the standard AWS chain (environment variables, ~/.aws profiles;
+AWS_ENDPOINT_URL for S3-compatible stores such as MinIO), resolved once on the driver; `configure_s3`
+(the CLI's --s3-endpoint/--s3-region/--aws-profile) overrides them. The resolved filesystem object is
+what travels to Ray workers and actors, so every node uses the same endpoint and credentials without
+needing them in its own environment. Credentials never appear in a message: errors pass `redact`.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
+
+
+class StorageError(RuntimeError):
+    """A URI cannot be reached or read; the message names the URI."""
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    endpoint: str | None = None   # e.g. http://127.0.0.1:9000 for MinIO or moto
+    region: str | None = None
+    profile: str | None = None
+
+
+_s3_overrides = S3Settings()
+
+
+def configure_s3(endpoint: str | None = None, region: str | None = None, profile: str | None = None) -> None:
+    """Override the AWS chain's endpoint, region or profile for this process."""
+    global _s3_overrides
+    _s3_overrides = S3Settings(endpoint, region, profile)
+    _s3_filesystem.cache_clear()
 
 
 def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
 
-def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
-    """The filesystem that holds uri, and uri's path on it."""
+def _secrets() -> list[str]:
+    names = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+    found = [os.environ.get(n) for n in names]
+    if _s3_filesystem.cache_info().currsize:
+        found += list(_s3_filesystem()[1])
+    return [s for s in found if s and len(s) >= 4]
+
+
+def redact(message: str) -> str:
+    """message with every credential this process knows replaced by ***."""
+    for secret in _secrets():
+        message = message.replace(secret, "***")
+    return message
+
+
+@lru_cache(maxsize=1)
+def _s3_filesystem() -> tuple[pafs.S3FileSystem, tuple[str, ...]]:
+    import botocore.exceptions
+    import botocore.session
+    o = _s3_overrides
+    try:
+        session = botocore.session.Session(profile=o.profile)
+        creds = session.get_credentials()
+        region = o.region or session.get_config_variable("region") or "us-east-1"
+    except botocore.exceptions.BotoCoreError as e:
+        raise StorageError(f"AWS settings: {e}") from None
+    endpoint = (o.endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+                or session.get_config_variable("endpoint_url"))
+    kwargs = dict(region=region, connect_timeout=5, request_timeout=60,
+                  retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=3))
+    if endpoint:
+        parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+        kwargs.update(endpoint_override=parsed.netloc, scheme=parsed.scheme)
+    secrets: tuple[str, ...] = ()
+    if creds is not None:
+        frozen = creds.get_frozen_credentials()
+        kwargs.update(access_key=frozen.access_key, secret_key=frozen.secret_key,
+                      session_token=frozen.token)
+        secrets = tuple(s for s in (frozen.access_key, frozen.secret_key, frozen.token) if s)
+    else:
+        kwargs.update(anonymous=True)
+    return pafs.S3FileSystem(**kwargs), secrets
+
+
+def path_of(uri: str) -> str:
+    """uri's path on its filesystem (no scheme; local paths made absolute)."""
     if uri.startswith("file://"):
         uri = uri[len("file://"):]
     if not is_remote(uri):
-        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
-    fs, path = pafs.FileSystem.from_uri(uri)
-    return fs, path
+        return os.path.abspath(os.path.expanduser(uri))
+    return uri.split("://", 1)[1].rstrip("/")
+
+
+def filesystem(uri: str) -> pafs.FileSystem:
+    """The filesystem that holds uri."""
+    if not is_remote(uri):
+        return pafs.LocalFileSystem()
+    if uri.startswith(("s3://", "s3a://")):
+        return _s3_filesystem()[0]
+    try:
+        return pafs.FileSystem.from_uri(uri)[0]
+    except (OSError, ValueError) as e:
+        raise StorageError(f"{uri}: {redact(str(e))}") from None
+
+
+def resolve(uri: str, fs: pafs.FileSystem | None = None) -> tuple[pafs.FileSystem, str]:
+    """The filesystem that holds uri (fs when given: resolved once on the driver), and the path."""
+    return fs or filesystem(uri), path_of(uri)
 
 
 def join(uri: str, *parts: str) -> str:
@@ -32,27 +119,50 @@ def join(uri: str, *parts: str) -> str:
     return os.path.join(uri, *parts)
 
 
-def read_bytes(uri: str) -> bytes:
-    fs, path = resolve(uri)
-    with fs.open_input_stream(path) as f:
-        return f.read()
+def dirname(uri: str) -> str:
+    """The folder holding uri (a URI stays a URI)."""
+    if is_remote(uri):
+        scheme, path = uri.split("://", 1)
+        parent = posixpath.dirname(path.rstrip("/"))
+        return f"{scheme}://{parent}" if parent else uri
+    return os.path.dirname(os.path.abspath(uri.rstrip("/")))
 
 
-def write_bytes(uri: str, data: bytes) -> None:
-    fs, path = resolve(uri)
-    fs.create_dir(posixpath.dirname(path), recursive=True)
-    with fs.open_output_stream(path) as f:
-        f.write(data)
+def _fail(uri: str, e: Exception) -> StorageError:
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return StorageError(f"{uri}: {redact(reason)}")
 
 
-def read_text(uri: str) -> str:
-    return read_bytes(uri).decode("utf-8")
+def read_bytes(uri: str, fs: pafs.FileSystem | None = None) -> bytes:
+    fs, path = resolve(uri, fs)
+    try:
+        with fs.open_input_stream(path) as f:
+            return f.read()
+    except OSError as e:
+        raise _fail(uri, e) from None
 
 
-def write_text(uri: str, text: str) -> None:
-    write_bytes(uri, text.encode("utf-8"))
+def write_bytes(uri: str, data: bytes, fs: pafs.FileSystem | None = None) -> None:
+    fs, path = resolve(uri, fs)
+    try:
+        fs.create_dir(posixpath.dirname(path), recursive=True)
+        with fs.open_output_stream(path) as f:
+            f.write(data)
+    except OSError as e:
+        raise _fail(uri, e) from None
 
 
-def exists(uri: str) -> bool:
-    fs, path = resolve(uri)
-    return fs.get_file_info(path).type != pafs.FileType.NotFound
+def read_text(uri: str, fs: pafs.FileSystem | None = None) -> str:
+    return read_bytes(uri, fs).decode("utf-8")
+
+
+def write_text(uri: str, text: str, fs: pafs.FileSystem | None = None) -> None:
+    write_bytes(uri, text.encode("utf-8"), fs)
+
+
+def exists(uri: str, fs: pafs.FileSystem | None = None) -> bool:
+    fs, path = resolve(uri, fs)
+    try:
+        return fs.get_file_info(path).type != pafs.FileType.NotFound
+    except OSError as e:
+        raise _fail(uri, e) from None

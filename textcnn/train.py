@@ -156,8 +156,7 @@ def _scaling(config: TrainConfig) -> ScalingConfig:
 
 
 def _run_config(config: TrainConfig) -> RunConfig:
-    parent = os.path.dirname(config.output.rstrip("/")) or "."
-    storage_uri = config.storage_path or storage.join(parent, "_checkpoints")
+    storage_uri = config.storage_path or storage.join(storage.dirname(config.output), "_checkpoints")
     fs, path = storage.resolve(storage_uri)
     name = config.run_name or f"textcnn-{os.path.basename(config.output.rstrip('/'))}-{int(time.time())}"
     return RunConfig(name=name, storage_path=path, storage_filesystem=fs,
