@@ -40,6 +40,7 @@ def tiny_model_dir(tmp_path: Path) -> str:
 
 # ---- a real S3 endpoint on loopback --------------------------------------------------------
 
+import json
 import socket
 import subprocess
 import sys
@@ -50,7 +51,6 @@ import pyarrow.fs as pafs
 
 from textcnn import storage
 
-S3_KEY, S3_SECRET = "AKIATEXTCNNTEST0KEY", "textcnn-test-secret-0123456789abcdefghij"
 
 
 def free_port() -> int:
@@ -74,10 +74,12 @@ def wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float =
 @dataclass
 class S3Endpoint:
     url: str
+    key: str
+    secret: str
     env: dict[str, str]       # what a process needs to reach it through the AWS chain
 
     def fs(self) -> pafs.S3FileSystem:
-        return pafs.S3FileSystem(access_key=S3_KEY, secret_key=S3_SECRET, region="us-east-1",
+        return pafs.S3FileSystem(access_key=self.key, secret_key=self.secret, region="us-east-1",
                                  endpoint_override=self.url.split("://")[1], scheme="http",
                                  allow_bucket_creation=True)
 
@@ -89,20 +91,37 @@ class S3Endpoint:
         pafs.copy_files(local, uri.split("://")[1], destination_filesystem=self.fs())
 
 
+def _iam_user_with_s3_access(url: str) -> tuple[str, str]:
+    """A moto IAM user allowed s3:*, and its access key: moto checks signatures from then on."""
+    import boto3
+    iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1",
+                       aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+    iam.create_user(UserName="textcnn")
+    iam.put_user_policy(UserName="textcnn", PolicyName="s3", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="textcnn")["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
 @pytest.fixture(scope="session")
 def s3():
-    """moto's S3 server on a free loopback port; the AWS variables point this process at it."""
+    """moto's S3 server on a free loopback port, checking credentials after its first 3 requests
+    (the IAM set-up); the AWS variables point this process at it."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, proc, "moto server")
-        env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": S3_KEY,
-               "AWS_SECRET_ACCESS_KEY": S3_SECRET, "AWS_REGION": "us-east-1"}
+        url = f"http://127.0.0.1:{port}"
+        key, secret = _iam_user_with_s3_access(url)
+        env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret,
+               "AWS_REGION": "us-east-1"}
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         storage.configure_s3()             # forget any filesystem resolved before
-        yield S3Endpoint(env["AWS_ENDPOINT_URL"], env)
+        yield S3Endpoint(url, key, secret, env)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

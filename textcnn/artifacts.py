@@ -78,6 +78,8 @@ def save(uri: str, state_dict: dict[str, torch.Tensor], model_config: ModelConfi
 def _read_checked(uri: str, fs: FileSystem | None = None) -> tuple[dict[str, Any], bytes]:
     """config.json and weights.pt, once each, after checking the directory is complete and sound."""
     missing = [f for f in FILES if not storage.exists(storage.join(uri, f), fs)]
+    if len(missing) == len(FILES):
+        raise ModelDirError(f"{uri}: {storage.missing_reason(uri, fs) or 'holds none of ' + ', '.join(FILES)}")
     if missing:
         raise ModelDirError("; ".join(f"{storage.join(uri, f)}: missing" for f in missing))
     config = json.loads(storage.read_text(storage.join(uri, "config.json"), fs))

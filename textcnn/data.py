@@ -24,6 +24,9 @@ class DataError(ValueError):
 
 def parquet_schema(uri: str) -> pa.Schema:
     """The schema of a Parquet file or folder, from its footers alone."""
+    missing = storage.missing_reason(uri)
+    if missing:
+        raise DataError(f"{uri}: {missing}")
     fs, path = storage.resolve(uri)
     try:
         return pads.dataset(path, filesystem=fs, format="parquet").schema
@@ -33,7 +36,10 @@ def parquet_schema(uri: str) -> pa.Schema:
 
 
 def check_columns(uri: str, columns: list[str], what: str) -> None:
-    schema = parquet_schema(uri)
+    try:
+        schema = parquet_schema(uri)
+    except DataError as e:
+        raise DataError(f"{what} {e}") from None
     missing = [c for c in columns if c not in schema.names]
     if missing:
         raise DataError(f"{what} {uri} has no column(s) {missing}; it has {schema.names}")

@@ -166,3 +166,14 @@ def exists(uri: str, fs: pafs.FileSystem | None = None) -> bool:
         return fs.get_file_info(path).type != pafs.FileType.NotFound
     except OSError as e:
         raise _fail(uri, e) from None
+
+
+def missing_reason(uri: str, fs: pafs.FileSystem | None = None) -> str | None:
+    """Why uri cannot be found ("bucket ... does not exist", "not found"), or None when it exists."""
+    if exists(uri, fs):
+        return None
+    fs, path = resolve(uri, fs)
+    bucket = path.split("/", 1)[0]
+    if isinstance(fs, pafs.S3FileSystem) and fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+        return f"bucket '{bucket}' does not exist"
+    return "not found"

@@ -64,4 +64,4 @@ def test_bad_model_directory_is_refused_before_scoring(tmp_path):
     proc = run(TEXTCNN + ["score", "--model", str(tmp_path / "nope"), "--input", SAMPLE_TEST,
                           "--output", str(tmp_path / "s")], check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert "weights.pt: missing" in proc.stderr
+    assert f"{tmp_path / 'nope'}: not found" in proc.stderr

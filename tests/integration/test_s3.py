@@ -7,7 +7,6 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import S3_KEY, S3_SECRET
 from textcnn import artifacts, storage
 from textcnn.config import ScoreConfig, TrainConfig
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN
@@ -36,7 +35,7 @@ def test_train_with_checkpoints_on_s3_then_score_s3_to_s3(s3, tmp_path):
     assert any(f.base_name == "checkpoint.pt" for f in checkpoints)
     assert artifacts.verify(model) == [] and result.model_version == artifacts.load(model).version
     saved = json.dumps(json.loads(storage.read_text(f"{model}/config.json")))
-    assert S3_SECRET not in saved and S3_KEY not in saved
+    assert s3.secret not in saved and s3.key not in saved
 
     summary = score(ScoreConfig(model=model, input=f"{bucket}/corpus", output=f"{bucket}/scores", actors=2))
     scores = pads.dataset("textcnn-it/scores", filesystem=fs, format="parquet").to_table()
@@ -44,4 +43,4 @@ def test_train_with_checkpoints_on_s3_then_score_s3_to_s3(s3, tmp_path):
     assert sorted(scores.column("id").to_pylist()) == sorted(test.column("id").to_pylist()[:1200])
     assert scores.schema.names == ["id", PRED_LABEL, PRED_PROB, "prob_fresh", "prob_rotten"]
     run_config = storage.read_text(f"{bucket}/scores/_score_config.json")
-    assert S3_SECRET not in run_config and S3_KEY not in run_config
+    assert s3.secret not in run_config and s3.key not in run_config
