@@ -1,0 +1,94 @@
+"""`ray job submit` of jobs/train.py and jobs/score.py to a real Ray head started for this test."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import free_port, wait_for_port
+from textcnn import artifacts
+from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = str(Path(sys.executable).parent)
+
+
+def cluster_env(extra):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # the head runs the jobs' `python`: this virtual environment's; CLI clients need the auth mode
+    env.update(extra, PATH=f"{BIN}:{env.get('PATH', '')}", RAY_AUTH_MODE="token")
+    return env
+
+
+@pytest.fixture(scope="module")
+def ray_head(s3, tmp_path_factory):
+    """A Ray head on 127.0.0.1 with the dashboard (Jobs API), in its own process group."""
+    gcs, dashboard = free_port(), free_port()
+    temp_dir = tmp_path_factory.mktemp("rayhead")
+    env = cluster_env(s3.env)        # the nodes' own AWS settings, as an instance role would give
+    proc = subprocess.Popen(
+        [f"{BIN}/ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--num-cpus", "2",
+         "--temp-dir", str(temp_dir), "--disable-usage-stats"],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(dashboard, proc, "ray dashboard", timeout=120)
+        yield f"http://127.0.0.1:{dashboard}", env
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)           # only what this fixture started
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _group_alive(proc.pid):
+            time.sleep(0.5)
+        if _group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def submit(address, env, job_id, *args):
+    cmd = [f"{BIN}/ray", "job", "submit", "--address", address, "--submission-id", job_id,
+           "--working-dir", ".", "--", "python", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    status = subprocess.run([f"{BIN}/ray", "job", "status", "--address", address, job_id], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert f"Job '{job_id}' succeeded" in status.stdout, f"{status.stdout}\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def test_submit_train_then_score_jobs_over_s3(ray_head, s3):
+    address, env = ray_head
+    bucket = s3.bucket("textcnn-jobs")
+    s3.upload(SAMPLE_TRAIN, f"{bucket}/data/train.parquet")
+    s3.upload(SAMPLE_TEST, f"{bucket}/corpus/part-0.parquet")
+    model = f"{bucket}/models/rt"
+    log = submit(address, env, "train-1", "jobs/train.py", "--train", f"{bucket}/data/train.parquet",
+                 "--output", model, "--workers", "2", "--epochs", "2",
+                 "--storage-path", f"{bucket}/checkpoints")
+    assert "written to s3://textcnn-jobs/models/rt" in log
+    assert artifacts.verify(model) == []
+    log = submit(address, env, "score-1", "jobs/score.py", "--model", model, "--input", f"{bucket}/corpus",
+                 "--output", f"{bucket}/scores", "--actors", "2")
+    assert "scored 1275 of 1275 rows" in log
+    scores = pads.dataset("textcnn-jobs/scores", filesystem=s3.fs(), format="parquet").to_table()
+    assert sorted(scores.column("id").to_pylist()) == sorted(pq.read_table(SAMPLE_TEST).column("id").to_pylist())
+    for secret in (s3.secret, s3.key):
+        assert secret not in log
