@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from textcnn.config import ModelConfig, ScoreConfig, TokenizerConfig, TrainConfig, ConfigError
+from textcnn.config import PLACEMENTS, ConfigError, ModelConfig, ScoreConfig, TokenizerConfig, TrainConfig
 
 log = logging.getLogger("textcnn")
 
@@ -68,17 +68,24 @@ def main(verbose: bool) -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--storage-path", default=None, help="Where Ray Train keeps checkpoints.")
 @click.option("--run-name", default=None, help="Ray Train run name; reuse it to resume a run.")
+@click.option("--max-failures", default=TrainConfig.max_failures, show_default=True,
+              help="Restarts from the last checkpoint after a worker or node failure (-1: forever).")
+@click.option("--placement", default=TrainConfig.placement, show_default=True,
+              type=click.Choice(PLACEMENTS),
+              help="How Ray places the workers over nodes.")
 @_s3_options
 @_friendly_errors
 def train_cmd(train_path: str, output: str, val_path: str | None, text_column: str, label_column: str,
               workers: int, gpus: bool, epochs: int, batch_size: int, lr: float, max_length: int,
-              seed: int, storage_path: str | None, run_name: str | None) -> None:
+              seed: int, storage_path: str | None, run_name: str | None, max_failures: int,
+              placement: str) -> None:
     """Train a text CNN on Ray Train and export the best epoch to OUTPUT."""
     from textcnn.train import fit
     config = TrainConfig(train=train_path, output=output, val=val_path, text_column=text_column,
                          label_column=label_column, workers=workers, use_gpu=gpus, epochs=epochs,
                          batch_size=batch_size, lr=lr, seed=seed, storage_path=storage_path,
-                         run_name=run_name, model=ModelConfig(),
+                         run_name=run_name, max_failures=max_failures, placement=placement,
+                         model=ModelConfig(),
                          tokenizer=TokenizerConfig(max_length=max_length))
     result = fit(config)
     m = result.metrics
@@ -96,15 +103,17 @@ def train_cmd(train_path: str, output: str, val_path: str | None, text_column: s
 @click.option("--actors", default=1, show_default=True, help="Scoring actors.")
 @click.option("--batch-size", default=ScoreConfig.batch_size, show_default=True)
 @click.option("--gpus", is_flag=True, help="One GPU per actor.")
+@click.option("--cpus-per-actor", default=ScoreConfig.cpus_per_actor, show_default=True,
+              help="Logical CPUs each actor reserves; its torch threads follow.")
 @_s3_options
 @_friendly_errors
 def score_cmd(model: str, input_path: str, output: str, id_column: str, text_column: str,
-              actors: int, batch_size: int, gpus: bool) -> None:
+              actors: int, batch_size: int, gpus: bool, cpus_per_actor: float) -> None:
     """Score INPUT with MODEL and write Parquet scores to OUTPUT."""
     from textcnn.score import score
     summary = score(ScoreConfig(model=model, input=input_path, output=output, id_column=id_column,
                                 text_column=text_column, actors=actors, batch_size=batch_size,
-                                use_gpu=gpus))
+                                use_gpu=gpus, cpus_per_actor=cpus_per_actor))
     click.echo(f"scored {summary.rows_out} of {summary.rows_in} rows in {summary.seconds:.1f} s "
                f"({summary.rows_per_second:,.0f} rows/s) -> {summary.output}")
 

@@ -20,6 +20,9 @@ def _check(ok: bool, name: str, why: str) -> None:
         raise ConfigError(f"{name}: {why}")
 
 
+PLACEMENTS = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+
+
 @dataclass(frozen=True)
 class TokenizerConfig:
     lowercase: bool = True
@@ -71,6 +74,8 @@ class TrainConfig:
     seed: int = 0
     storage_path: str | None = None   # Ray Train checkpoints; default <output>/../_checkpoints
     run_name: str | None = None
+    max_failures: int = 3             # worker-group restarts from the last checkpoint before giving up
+    placement: str = "PACK"           # Ray placement of the workers: PACK, SPREAD or STRICT_SPREAD
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
@@ -85,6 +90,8 @@ class TrainConfig:
         _check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         _check(0.0 < self.val_fraction < 1.0, "val_fraction", f"must be in (0, 1), got {self.val_fraction}")
         _check(self.text_column != self.label_column, "label_column", "must differ from text_column")
+        _check(self.max_failures >= -1, "max_failures", f"must be >= -1 (-1: forever), got {self.max_failures}")
+        _check(self.placement in PLACEMENTS, "placement", f"must be one of {PLACEMENTS}, got {self.placement!r}")
 
 
 @dataclass(frozen=True)

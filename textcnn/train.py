@@ -21,7 +21,7 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.nn.functional as F
-from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from textcnn import artifacts, runtime, storage
@@ -127,7 +127,8 @@ def train_func(loop_config: dict[str, Any]) -> None:
         val = ray.train.get_dataset_shard("val").iter_torch_batches(batch_size=1024, **as_tensors)
         val_loss, y_true, y_pred = evaluate(model, val)
         report = classification_report(y_true, y_pred, labels)
-        metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+        metrics = {"epoch": epoch, "attempt_start_epoch": first_epoch,
+                   "train_loss": train_loss, "val_loss": val_loss,
                    "val_acc": report["accuracy"], "val_macro_f1": report["macro_f1"],
                    "epoch_seconds": time.perf_counter() - started}
         history.append(metrics)
@@ -152,7 +153,7 @@ def _scaling(config: TrainConfig) -> ScalingConfig:
     if config.use_gpu:
         per_worker["GPU"] = 1
     return ScalingConfig(num_workers=config.workers, use_gpu=config.use_gpu,
-                         resources_per_worker=per_worker)
+                         resources_per_worker=per_worker, placement_strategy=config.placement)
 
 
 def _run_config(config: TrainConfig) -> RunConfig:
@@ -161,7 +162,8 @@ def _run_config(config: TrainConfig) -> RunConfig:
     name = config.run_name or f"textcnn-{os.path.basename(config.output.rstrip('/'))}-{int(time.time())}"
     return RunConfig(name=name, storage_path=path, storage_filesystem=fs,
                      checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_acc",
-                                                        checkpoint_score_order="max"))
+                                                        checkpoint_score_order="max"),
+                     failure_config=FailureConfig(max_failures=config.max_failures))
 
 
 def fit(config: TrainConfig) -> FitResult:
