@@ -81,7 +81,7 @@ def test_submit_train_then_score_jobs_over_s3(ray_head, s3):
     s3.upload(SAMPLE_TEST, f"{bucket}/corpus/part-0.parquet")
     model = f"{bucket}/models/rt"
     log = submit(address, env, "train-1", "jobs/train.py", "--train", f"{bucket}/data/train.parquet",
-                 "--output", model, "--workers", "2", "--epochs", "2",
+                 "--output", model, "--workers", "2", "--epochs", "1",
                  "--storage-path", f"{bucket}/checkpoints")
     assert "written to s3://textcnn-jobs/models/rt" in log
     assert artifacts.verify(model) == []

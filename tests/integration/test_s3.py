@@ -28,7 +28,7 @@ def test_train_with_checkpoints_on_s3_then_score_s3_to_s3(s3, tmp_path):
     s3.upload(str(corpus), f"{bucket}/corpus")
 
     model = f"{bucket}/models/rt"
-    result = fit(TrainConfig(train=f"{bucket}/data/train.parquet", output=model, workers=2, epochs=2,
+    result = fit(TrainConfig(train=f"{bucket}/data/train.parquet", output=model, workers=2, epochs=1,
                              storage_path=f"{bucket}/checkpoints", run_name="s3-run"))
     fs = s3.fs()
     checkpoints = fs.get_file_info(pafs.FileSelector("textcnn-it/checkpoints/s3-run", recursive=True))

@@ -1,0 +1,197 @@
+"""Two Ray nodes on one machine: a head and a worker node, each in its own process group.
+
+Training spreads its 2 workers over both nodes (STRICT_SPREAD), scoring spreads its actors; then the
+worker node is killed mid-scoring (the run still completes with exact counts) and mid-training
+(training waits, and resumes from its last checkpoint once the node is back).
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import free_port, wait_for_port
+from textcnn import artifacts
+from textcnn.config import ModelConfig, TokenizerConfig
+from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN, make_corpus
+from textcnn.model import TextCNN
+from textcnn.text import VocabBuilder
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = str(Path(sys.executable).parent)
+# Notice a dead node within seconds rather than the default half minute.
+FAST_HEALTH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3",
+               "RAY_health_check_initial_delay_ms": "1000"}
+
+
+def _env():
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(FAST_HEALTH, PATH=f"{BIN}:{env.get('PATH', '')}", RAY_AUTH_MODE="token")
+    return env
+
+
+def _start(args, log):
+    return subprocess.Popen([f"{BIN}/ray", "start", "--block", "--disable-usage-stats", *args], env=_env(),
+                            start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _kill_group(proc, sig=signal.SIGKILL):
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+class Cluster:
+    def __init__(self, tmp: Path):
+        self.tmp, self.gcs, self.dashboard, self.workers = tmp, free_port(), free_port(), []
+        self.address = f"127.0.0.1:{self.gcs}"
+        self.log = open(tmp / "cluster.log", "ab")
+        self.ray_tmp = tempfile.mkdtemp(prefix="tc-ray-")   # short: Ray's socket paths max 107 bytes
+        self.head = _start(["--head", "--node-ip-address", "127.0.0.1", "--port", str(self.gcs),
+                            "--num-cpus", "4", "--dashboard-host", "127.0.0.1",
+                            "--dashboard-port", str(self.dashboard),
+                            "--temp-dir", self.ray_tmp], self.log)
+        wait_for_port(self.dashboard, self.head, "ray head's dashboard", timeout=120)
+
+    def add_worker(self):
+        proc = _start(["--address", self.address, "--node-ip-address", "127.0.0.1", "--num-cpus", "2"],
+                      self.log)
+        self.workers.append(proc)
+        self.wait_nodes(2)
+        return proc
+
+    def alive_nodes(self) -> int:
+        code = ("import ray; ray.init(address='%s', logging_level='ERROR'); "
+                "print(sum(n['Alive'] for n in ray.nodes()))" % self.address)
+        out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True,
+                             timeout=120)
+        return int(out.stdout.strip().splitlines()[-1])
+
+    def actor_restarts(self, class_part: str) -> list[int]:
+        """num_restarts of every actor whose class name contains class_part (from the State API)."""
+        code = ("from ray.util.state import list_actors; "
+                "print([a.num_restarts for a in list_actors(address='http://127.0.0.1:%d', limit=1000, "
+                "detail=True) if %r in a.class_name])" % (self.dashboard, class_part))
+        out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True,
+                             timeout=120)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def wait_nodes(self, n, timeout=120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.alive_nodes() == n:
+                return
+            time.sleep(1)
+        raise AssertionError(f"cluster did not reach {n} alive nodes")
+
+    def job(self, script, *args, log_name):
+        env = {**_env(), "RAY_ADDRESS": self.address}
+        out = open(self.tmp / log_name, "wb")
+        return subprocess.Popen([sys.executable, script, *args], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True), self.tmp / log_name
+
+    def stop(self):
+        for proc in self.workers:
+            _kill_group(proc, signal.SIGTERM)
+        _kill_group(self.head, signal.SIGTERM)
+        self.log.close()
+        shutil.rmtree(self.ray_tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def _wait(proc, log, timeout):
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise AssertionError(f"job still running after {timeout} s:\n{log.read_text()[-5000:]}")
+    assert rc == 0, log.read_text()[-8000:]
+    return log.read_text()
+
+
+def _wait_for(predicate, what, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _untrained_full_size_model(path: Path) -> None:
+    """A default-sized model over the sample's vocabulary: scoring costs what a trained one does."""
+    builder = VocabBuilder(TokenizerConfig())
+    builder.update(pq.read_table(SAMPLE_TRAIN, columns=["text"]).column("text").to_pylist())
+    tokenizer = builder.build()
+    config = ModelConfig(vocab_size=len(tokenizer), num_classes=2)
+    artifacts.save(str(path), TextCNN(config).state_dict(), config, tokenizer, ["fresh", "rotten"], {})
+
+
+def test_scoring_survives_losing_the_worker_node(cluster, tmp_path):
+    model = tmp_path / "model"
+    _untrained_full_size_model(model)
+    worker = cluster.add_worker()
+    corpus = tmp_path / "corpus"
+    rows = make_corpus(SAMPLE_TEST, str(corpus), copies=80, files=16)        # 102,000 rows
+    out = tmp_path / "scores"
+    # Ray Data spreads the 2 actors (1.5 CPUs each) over the nodes; the head (4 CPUs) has room
+    # for the one that loses its node, and CPU left for the read and write tasks.
+    score, log = cluster.job("jobs/score.py", "--model", str(model), "--input", str(corpus),
+                             "--output", str(out), "--actors", "2", "--batch-size", "256",
+                             "--cpus-per-actor", "1.5", log_name="score.log")
+    _wait_for(lambda: out.exists() and any(out.glob("*.parquet")), "the first score file")
+    _kill_group(worker)                                                       # the worker node dies
+    text = _wait(score, log, 900)
+    assert f"scored {rows} of {rows} rows" in text
+    ids = pq.read_table(out, columns=["id"]).column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == rows
+    restarts = cluster.actor_restarts("Scorer")
+    assert len(restarts) == 2 and max(restarts) >= 1, restarts   # one actor died with the node
+
+
+def test_training_resumes_from_its_checkpoint_when_the_node_returns(cluster, tmp_path):
+    worker = cluster.add_worker()
+    model, storage, data = tmp_path / "model", tmp_path / "checkpoints", tmp_path / "train.parquet"
+    pq.write_table(pq.read_table(SAMPLE_TRAIN).slice(0, 2000), data)       # short epochs
+    train, log = cluster.job("jobs/train.py", "--train", str(data), "--output", str(model),
+                             "--workers", "2", "--epochs", "4", "--placement", "STRICT_SPREAD",
+                             "--storage-path", str(storage), "--run-name", "two-nodes",
+                             log_name="train.log")
+    run_dir = storage / "two-nodes"
+    # the controller writes its snapshot once a checkpoint is registered (the file alone is not enough)
+    _wait_for(lambda: (run_dir / "checkpoint_manager_snapshot.json").exists(), "the first checkpoint",
+              timeout=600)
+    _kill_group(worker)                                                       # mid-training
+    time.sleep(15)
+    assert train.poll() is None                  # STRICT_SPREAD: training waits for a second node
+    cluster.add_worker()
+    text = _wait(train, log, 900)
+    assert "written to" in text
+    history = json.loads((model / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3]
+    assert history[0]["attempt_start_epoch"] == 0
+    assert history[-1]["attempt_start_epoch"] > 0       # the last epochs ran in a resumed attempt
