@@ -22,7 +22,7 @@ from ray.data import ActorPoolStrategy, SaveMode
 from textcnn import artifacts, runtime, storage
 from textcnn.config import ScoreConfig, to_dict
 from textcnn.data import check_columns, encode_texts, read_parquet
-from textcnn.text import trim
+from textcnn.text import PAD_ID, trim
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,20 @@ class Scorer:
         self.id_column = id_column
         self.labels = np.array(self.loaded.labels, dtype=object)
 
-    def probabilities(self, ids: np.ndarray) -> np.ndarray:
-        model = self.loaded.model
-        x = torch.from_numpy(trim(ids, model.min_length)).long().to(self.device)  # (B, L)
+    def probabilities(self, ids: np.ndarray, chunk: int = 128) -> np.ndarray:
+        """Class probabilities (B, C) of token ids (B, L).
+
+        The model's cost grows with the padded width, so rows are sorted by length and run in chunks
+        trimmed to their own longest row. Masked pooling makes each row's score independent of the
+        chunk it lands in, so the result is the same as one full-width batch.
+        """
+        model, out = self.loaded.model, np.empty((len(ids), len(self.labels)), dtype=np.float32)
+        order = np.argsort((ids != PAD_ID).sum(axis=1), kind="stable")
         with torch.inference_mode():
-            return torch.softmax(model(x).float(), dim=1).cpu().numpy()        # (B, C)
+            for rows in np.array_split(order, max(1, -(-len(ids) // chunk))):
+                x = torch.from_numpy(trim(ids[rows], model.min_length)).long().to(self.device)
+                out[rows] = torch.softmax(model(x).float(), dim=1).cpu().numpy()
+        return out
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         probs = self.probabilities(batch["ids"])
