@@ -28,8 +28,7 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         from textcnn.artifacts import ModelDirError
         from textcnn.data import DataError
         from textcnn.runtime import ResourceError
-        from textcnn.storage import StorageError, configure_s3
-        configure_s3(kwargs.pop("s3_endpoint"), kwargs.pop("s3_region"), kwargs.pop("aws_profile"))
+        from textcnn.storage import StorageError
         try:
             return fn(*args, **kwargs)
         except (ConfigError, DataError, ModelDirError, ResourceError, StorageError) as e:
@@ -37,9 +36,16 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _s3_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Overrides of the AWS chain (AWS_ENDPOINT_URL, AWS_REGION, AWS_PROFILE, ~/.aws)."""
-    fn = click.option("--aws-profile", default=None, help="AWS profile for s3:// paths.")(fn)
+def _s3_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Overrides of the AWS chain (AWS_ENDPOINT_URL, AWS_REGION, AWS_PROFILE, ~/.aws), applied
+    before the command runs."""
+    @wraps(command)
+    def configured(*args: Any, s3_endpoint: str | None, s3_region: str | None,
+                   aws_profile: str | None, **kwargs: Any) -> Any:
+        from textcnn.storage import configure_s3
+        configure_s3(s3_endpoint, s3_region, aws_profile)
+        return command(*args, **kwargs)
+    fn = click.option("--aws-profile", default=None, help="AWS profile for s3:// paths.")(configured)
     fn = click.option("--s3-region", default=None, help="S3 region.")(fn)
     return click.option("--s3-endpoint", default=None,
                         help="S3-compatible endpoint URL, e.g. http://127.0.0.1:9000 (MinIO).")(fn)

@@ -22,27 +22,34 @@ class DataError(ValueError):
     """Input data is missing, unreadable or lacks a needed column; the message names the URI."""
 
 
-def parquet_schema(uri: str) -> pa.Schema:
-    """The schema of a Parquet file or folder, from its footers alone."""
+def parquet_dataset(uri: str) -> pads.Dataset:
+    """A Parquet file or folder opened by pyarrow (one listing; footers read only when asked)."""
     missing = storage.missing_reason(uri)
     if missing:
         raise DataError(f"{uri}: {missing}")
     fs, path = storage.resolve(uri)
     try:
-        return pads.dataset(path, filesystem=fs, format="parquet").schema
+        return pads.dataset(path, filesystem=fs, format="parquet")
     except (OSError, pa.ArrowInvalid) as e:
         reason = storage.redact(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
         raise DataError(f"{uri}: cannot read as Parquet: {reason}") from None
 
 
-def check_columns(uri: str, columns: list[str], what: str) -> None:
+def check_columns(uri: str, columns: list[str], what: str) -> pads.Dataset:
+    """The opened dataset, once it is known to have every column; else a DataError naming uri."""
     try:
-        schema = parquet_schema(uri)
+        dataset = parquet_dataset(uri)
     except DataError as e:
         raise DataError(f"{what} {e}") from None
-    missing = [c for c in columns if c not in schema.names]
+    missing = [c for c in columns if c not in dataset.schema.names]
     if missing:
-        raise DataError(f"{what} {uri} has no column(s) {missing}; it has {schema.names}")
+        raise DataError(f"{what} {uri} has no column(s) {missing}; it has {dataset.schema.names}")
+    return dataset
+
+
+def count_rows(uri: str) -> int:
+    """Rows in a Parquet file or folder, from the footers alone."""
+    return parquet_dataset(uri).count_rows()
 
 
 def read_parquet(uri: str, columns: list[str]) -> Dataset:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.dataset as pads
 
-from textcnn import storage
 from textcnn.data import check_columns
 from textcnn.metrics import classification_report
 from textcnn.score import Scorer
@@ -14,13 +12,11 @@ from textcnn.score import Scorer
 def evaluate_parquet(model_uri: str, data_uri: str, text_column: str = "text",
                      label_column: str = "label", batch_size: int = 1024, threads: int = 2) -> dict:
     """accuracy, macro_f1, per-class precision/recall/F1 and the confusion matrix on data_uri."""
-    check_columns(data_uri, [text_column, label_column], "evaluation data")
+    dataset = check_columns(data_uri, [text_column, label_column], "evaluation data")
     scorer = Scorer(model_uri, id_column="", threads=threads)
     label_ids = {name: i for i, name in enumerate(scorer.loaded.labels)}
-    fs, path = storage.resolve(data_uri)
     trues, preds = [], []
-    for batch in pads.dataset(path, filesystem=fs, format="parquet").to_batches(
-            columns=[text_column, label_column], batch_size=batch_size):
+    for batch in dataset.to_batches(columns=[text_column, label_column], batch_size=batch_size):
         names = [str(v) for v in batch.column(label_column).to_pylist()]
         unknown = sorted(set(names) - label_ids.keys())
         if unknown:

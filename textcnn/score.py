@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow.dataset as pads
 import torch
 from pyarrow.fs import FileSystem
 from ray.data import ActorPoolStrategy, SaveMode
 
 from textcnn import artifacts, runtime, storage
 from textcnn.config import ScoreConfig, to_dict
-from textcnn.data import check_columns, encode_texts, read_parquet
+from textcnn.data import check_columns, count_rows, encode_texts, read_parquet
 from textcnn.text import PAD_ID, trim
 
 log = logging.getLogger(__name__)
@@ -77,12 +76,6 @@ class ScoreSummary:
         return self.rows_out / self.seconds if self.seconds > 0 else 0.0
 
 
-def count_rows(uri: str) -> int:
-    """Rows in a Parquet file or folder, from the footers alone."""
-    fs, path = storage.resolve(uri)
-    return pads.dataset(path, filesystem=fs, format="parquet").count_rows()
-
-
 def _actor_args(config: ScoreConfig) -> dict[str, Any]:
     return dict(compute=ActorPoolStrategy(size=config.actors), num_cpus=config.cpus_per_actor,
                 num_gpus=1 if config.use_gpu else 0, batch_size=config.batch_size, batch_format="numpy",
@@ -95,8 +88,7 @@ def _actor_args(config: ScoreConfig) -> dict[str, Any]:
 def score(config: ScoreConfig) -> ScoreSummary:
     """Score config.input with config.model and write Parquet under config.output (replacing it)."""
     loaded = artifacts.load(config.model)   # fail on a bad model before any actor starts
-    check_columns(config.input, [config.id_column, config.text_column], "scoring input")
-    rows_in = count_rows(config.input)
+    rows_in = check_columns(config.input, [config.id_column, config.text_column], "scoring input").count_rows()
     runtime.ensure_ray()
     runtime.require(config.actors * config.cpus_per_actor, config.actors if config.use_gpu else 0,
                     f"scoring with {config.actors} actor(s)")
