@@ -25,13 +25,13 @@ def main(workdir: str, workers: int, actors: int, copies: int) -> None:
 textcnn demo: Rotten Tomatoes snippets (bundled sample, {workers} Ray Train workers, {actors} scoring actors)
   trained in        {r.fit.seconds:.0f} s, best epoch {r.fit.metrics['epoch']}, val accuracy {r.fit.metrics['accuracy']:.3f}
   held-out test     accuracy {r.evaluation['accuracy']:.3f}, macro-F1 {r.evaluation['macro_f1']:.3f} ({r.evaluation['rows']} rows)
-  scored held-out   {r.held_out.rows_out} rows in {r.held_out.seconds:.1f} s
-  scored corpus     {r.corpus.rows_out:,} rows in {r.corpus.seconds:.1f} s = {r.corpus.rows_per_second:,.0f} rows/s (actor start-up included)
+  scored held-out   {r.held_out.rows_scored} rows ({r.held_out.rows_dead} dead-lettered) in {r.held_out.seconds:.1f} s
+  scored corpus     {r.corpus.rows_scored:,} rows in {r.corpus.seconds:.1f} s = {r.corpus.rows_per_second:,.0f} rows/s (actor start-up and commit included)
 outputs:
   model             {r.fit.output}
   evaluation        {workdir}/eval.json
-  held-out scores   {r.held_out.output}
-  corpus scores     {r.corpus.output}""")
+  held-out scores   {r.held_out.run_dir}  (read the files its _SUCCESS lists)
+  corpus scores     {r.corpus.run_dir}""")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import sys
@@ -27,13 +28,34 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from textcnn.artifacts import ModelDirError
         from textcnn.data import DataError
+        from textcnn.runs import LockedError
         from textcnn.runtime import ResourceError
+        from textcnn.score import DriftError, ReconcileError
         from textcnn.storage import StorageError
+        known = (ConfigError, DataError, ModelDirError, ResourceError, StorageError, LockedError,
+                 DriftError, ReconcileError)
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, DataError, ModelDirError, ResourceError, StorageError) as e:
-            raise click.ClickException(f"{type(e).__name__}: {e}") from None
+        except known as e:
+            e = e.cause if isinstance(getattr(e, "cause", None), known) else e   # raised in a Ray task
+            message = str(e).split("\nTo change retry attempts")[0]               # Ray Data's hint
+            raise click.ClickException(f"{type(e).__name__}: {message}") from None
+        except Exception as e:   # a stage's error arrives wrapped by Ray; name the cause when it is ours
+            cause = _known_cause(e, known)
+            if cause is None:
+                raise
+            raise click.ClickException(f"{type(cause).__name__}: {cause}") from None
     return wrapper
+
+
+def _known_cause(e: BaseException, known: tuple[type, ...]) -> BaseException | None:
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, known):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _s3_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -100,10 +122,17 @@ def train_cmd(train_path: str, output: str, val_path: str | None, text_column: s
                f"{result.seconds:.1f} s")
 
 
+def _today() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+
+
 @click.command("score")
 @click.option("--model", required=True, help="Model directory from `textcnn train`.")
 @click.option("--input", "input_path", required=True, help="Parquet file or folder to score.")
-@click.option("--output", required=True, help="Folder for the score files (replaced).")
+@click.option("--output", required=True,
+              help="Root folder; the run is written to OUTPUT/run_date=DATE/ (replacing an earlier run).")
+@click.option("--date", "run_date", default=None, help="The run's date, YYYY-MM-DD; default: today (UTC).")
+@click.option("--run-id", default=None, help="Name the run OUTPUT/run_id=ID/ instead of by date.")
 @click.option("--id-column", default="id", show_default=True)
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--actors", default=1, show_default=True, help="Scoring actors.")
@@ -111,17 +140,33 @@ def train_cmd(train_path: str, output: str, val_path: str | None, text_column: s
 @click.option("--gpus", is_flag=True, help="One GPU per actor.")
 @click.option("--cpus-per-actor", default=ScoreConfig.cpus_per_actor, show_default=True,
               help="Logical CPUs each actor reserves; its torch threads follow.")
+@click.option("--unit-rows", default=ScoreConfig.unit_rows, show_default=True,
+              help="Rows per unit of work (committed, and skipped on resume, as one).")
+@click.option("--max-text-chars", default=ScoreConfig.max_text_chars, show_default=True,
+              help="Longer texts are dead-lettered.")
+@click.option("--allow-unknown-only", is_flag=True,
+              help="Score texts with no in-vocabulary token instead of dead-lettering them.")
+@click.option("--skip-bad-files", is_flag=True,
+              help="List unreadable input files in the manifest as skipped instead of failing.")
+@click.option("--max-drift", default=None, type=float,
+              help="Fail before committing when drift (PSI) vs the previous run is larger.")
+@click.option("--lock-ttl", default=ScoreConfig.lock_ttl, show_default=True,
+              help="Seconds without a heartbeat after which another host's lock counts as stale.")
 @_s3_options
 @_friendly_errors
-def score_cmd(model: str, input_path: str, output: str, id_column: str, text_column: str,
-              actors: int, batch_size: int, gpus: bool, cpus_per_actor: float) -> None:
-    """Score INPUT with MODEL and write Parquet scores to OUTPUT."""
+def score_cmd(model: str, input_path: str, output: str, run_date: str | None, run_id: str | None,
+              id_column: str, text_column: str, actors: int, batch_size: int, gpus: bool,
+              cpus_per_actor: float, unit_rows: int, max_text_chars: int, allow_unknown_only: bool,
+              skip_bad_files: bool, max_drift: float | None, lock_ttl: float) -> None:
+    """Score INPUT with MODEL into OUTPUT/run_date=DATE/: score files, dead_letter/ and _SUCCESS."""
     from textcnn.score import score
-    summary = score(ScoreConfig(model=model, input=input_path, output=output, id_column=id_column,
-                                text_column=text_column, actors=actors, batch_size=batch_size,
-                                use_gpu=gpus, cpus_per_actor=cpus_per_actor))
-    click.echo(f"scored {summary.rows_out} of {summary.rows_in} rows in {summary.seconds:.1f} s "
-               f"({summary.rows_per_second:,.0f} rows/s) -> {summary.output}")
+    summary = score(ScoreConfig(
+        model=model, input=input_path, output=output, run_date="" if run_id else (run_date or _today()),
+        run_id=run_id or "", id_column=id_column, text_column=text_column, actors=actors,
+        batch_size=batch_size, use_gpu=gpus, cpus_per_actor=cpus_per_actor, unit_rows=unit_rows,
+        max_text_chars=max_text_chars, allow_unknown_only=allow_unknown_only,
+        skip_bad_files=skip_bad_files, max_drift=max_drift, lock_ttl=lock_ttl))
+    click.echo(summary.line())
 
 
 @click.command("eval")

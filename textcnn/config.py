@@ -7,6 +7,8 @@ can always be read back (``from_dict``) and compared.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,27 +96,63 @@ class TrainConfig:
         _check(self.placement in PLACEMENTS, "placement", f"must be one of {PLACEMENTS}, got {self.placement!r}")
 
 
+DATE_RE = r"\d{4}-\d{2}-\d{2}"
+RUN_ID_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
+
+
 @dataclass(frozen=True)
 class ScoreConfig:
     model: str                    # a model directory written by `textcnn train`
     input: str                    # Parquet file or folder
-    output: str                   # folder for the score files
+    output: str                   # root folder; each run goes to <output>/run_date=YYYY-MM-DD/
+    run_date: str = ""            # YYYY-MM-DD; the CLI defaults it to today (UTC)
+    run_id: str = ""              # instead of run_date: <output>/run_id=<run_id>/
     id_column: str = "id"
     text_column: str = "text"
     actors: int = 1
     use_gpu: bool = False
     cpus_per_actor: float = 0.5
     batch_size: int = 512
-    blocks: int = 0               # repartition the input into this many blocks; 0 = 2 per actor
+    unit_rows: int = 50_000       # rows per unit of work: committed, and skipped on resume, as one
+    max_text_chars: int = 100_000  # longer texts are dead-lettered, not truncated silently
+    max_id_chars: int = 256
+    allow_unknown_only: bool = False  # score texts with no in-vocabulary token instead of dead-lettering
+    skip_bad_files: bool = False  # list unreadable input files in the manifest instead of failing
+    max_drift: float | None = None  # fail before committing when drift vs the previous run is larger
+    lock_ttl: float = 300.0       # seconds without a heartbeat after which another host's lock is stale
 
     def __post_init__(self) -> None:
         for name in ("model", "input", "output", "id_column", "text_column"):
             _check(bool(getattr(self, name)), name, "is required")
+        _check(bool(self.run_date) != bool(self.run_id), "run_date", "give exactly one of run_date and run_id")
+        if self.run_date:
+            _check(re.fullmatch(DATE_RE, self.run_date) is not None and _is_date(self.run_date),
+                   "run_date", f"must be a date YYYY-MM-DD, got {self.run_date!r}")
+        if self.run_id:
+            _check(re.fullmatch(RUN_ID_RE, self.run_id) is not None, "run_id",
+                   f"must match {RUN_ID_RE}, got {self.run_id!r}")
         _check(self.id_column != self.text_column, "text_column", "must differ from id_column")
         _check(self.actors >= 1, "actors", f"must be >= 1, got {self.actors}")
         _check(self.cpus_per_actor > 0, "cpus_per_actor", f"must be > 0, got {self.cpus_per_actor}")
         _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
-        _check(self.blocks >= 0, "blocks", f"must be >= 0, got {self.blocks}")
+        _check(self.unit_rows >= 1, "unit_rows", f"must be >= 1, got {self.unit_rows}")
+        _check(self.max_text_chars >= 1, "max_text_chars", f"must be >= 1, got {self.max_text_chars}")
+        _check(self.max_id_chars >= 1, "max_id_chars", f"must be >= 1, got {self.max_id_chars}")
+        _check(self.max_drift is None or self.max_drift >= 0, "max_drift", f"must be >= 0, got {self.max_drift}")
+        _check(self.lock_ttl > 0, "lock_ttl", f"must be > 0, got {self.lock_ttl}")
+
+    @property
+    def run_key(self) -> str:
+        """The run's folder name under output: run_date=YYYY-MM-DD or run_id=ID."""
+        return f"run_date={self.run_date}" if self.run_date else f"run_id={self.run_id}"
+
+
+def _is_date(text: str) -> bool:
+    try:
+        datetime.date.fromisoformat(text)
+        return True
+    except ValueError:
+        return False
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -47,11 +47,6 @@ def check_columns(uri: str, columns: list[str], what: str) -> pads.Dataset:
     return dataset
 
 
-def count_rows(uri: str) -> int:
-    """Rows in a Parquet file or folder, from the footers alone."""
-    return parquet_dataset(uri).count_rows()
-
-
 def read_parquet(uri: str, columns: list[str]) -> Dataset:
     fs, path = storage.resolve(uri)
     # Ray 2.60's V2 Parquet reader spends ~70 ms per file before reading (1,000 small files on the
@@ -117,18 +112,3 @@ def encode_labelled(ds: Dataset, tokenizer: Tokenizer, labels: list[str], config
         fn_kwargs=dict(vocab=tokenizer.to_dict(), vocab_hash=tokenizer.hash(),
                        label_ids={name: i for i, name in enumerate(labels)},
                        text_column=config.text_column, label_column=config.label_column))
-
-
-def _encode_texts(batch: pa.Table, vocab: dict[str, Any], vocab_hash: str, id_column: str,
-                  text_column: str) -> dict[str, np.ndarray]:
-    ids = _tokenizer(vocab, vocab_hash).encode(batch.column(text_column).to_pylist())  # (B, L)
-    return {id_column: batch.column(id_column).to_numpy(zero_copy_only=False), "ids": ids}
-
-
-def encode_texts(ds: Dataset, tokenizer: Tokenizer, id_column: str, text_column: str,
-                 batch_size: int) -> Dataset:
-    """The CPU tokenize stage of scoring: (id, text) rows -> (id, ids) rows."""
-    return ds.map_batches(
-        _encode_texts, batch_format="pyarrow", batch_size=batch_size, num_cpus=0.5,
-        fn_kwargs=dict(vocab=tokenizer.to_dict(), vocab_hash=tokenizer.hash(),
-                       id_column=id_column, text_column=text_column))

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from textcnn.config import ScoreConfig, TrainConfig
 from textcnn.evaluation import evaluate_parquet
-from textcnn.score import ScoreSummary, score
+from textcnn.score import RunSummary, score
 from textcnn.train import FitResult, fit
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,8 @@ def make_corpus(source: str, folder: str, copies: int, files: int = 8) -> int:
 class DemoResult:
     fit: FitResult
     evaluation: dict
-    held_out: ScoreSummary
-    corpus: ScoreSummary
+    held_out: RunSummary
+    corpus: RunSummary
 
 
 def run(workdir: str, workers: int = 2, actors: int = 2, copies: int = 40) -> DemoResult:
@@ -52,9 +52,9 @@ def run(workdir: str, workers: int = 2, actors: int = 2, copies: int = 40) -> De
     with open(os.path.join(workdir, "eval.json"), "w") as f:
         json.dump(report, f, indent=2)
     held_out = score(ScoreConfig(model=model, input=SAMPLE_TEST, output=os.path.join(workdir, "scores"),
-                                 actors=actors))
+                                 run_id="held-out", actors=actors))
     corpus_dir = os.path.join(workdir, "corpus")
     log.info("writing a corpus of %d rows to %s", make_corpus(SAMPLE_TEST, corpus_dir, copies), corpus_dir)
     corpus = score(ScoreConfig(model=model, input=corpus_dir, output=os.path.join(workdir, "corpus_scores"),
-                               actors=actors))
+                               run_id="corpus", actors=actors))
     return DemoResult(trained, report, held_out, corpus)

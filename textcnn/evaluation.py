@@ -6,14 +6,14 @@ import numpy as np
 
 from textcnn.data import check_columns
 from textcnn.metrics import classification_report
-from textcnn.score import Scorer
+from textcnn.stages import Scorer
 
 
 def evaluate_parquet(model_uri: str, data_uri: str, text_column: str = "text",
                      label_column: str = "label", batch_size: int = 1024, threads: int = 2) -> dict:
     """accuracy, macro_f1, per-class precision/recall/F1 and the confusion matrix on data_uri."""
     dataset = check_columns(data_uri, [text_column, label_column], "evaluation data")
-    scorer = Scorer(model_uri, id_column="", threads=threads)
+    scorer = Scorer(model_uri, threads=threads)
     label_ids = {name: i for i, name in enumerate(scorer.loaded.labels)}
     trues, preds = [], []
     for batch in dataset.to_batches(columns=[text_column, label_column], batch_size=batch_size):

@@ -1,111 +1,272 @@
-"""Scoring: a Ray-free Scorer (tokens in, probabilities out) and the Ray Data pipeline around it.
+"""A scoring run, safe to schedule unattended: validate, lock, resume, score, reconcile, commit.
 
-    read_parquet -> select (id, text) -> tokenize (CPU tasks) -> Scorer (actor pool) -> write_parquet
+1. Validate before any actor starts: the model directory and every input footer (plan.py).
+2. Lock the run's date (runs.RunLock): a second live run of the same date is refused.
+3. Resume: units committed by an interrupted attempt with the same model and input are kept.
+4. Score the other units on Ray Data (stages.py); the driver commits each unit once all of its
+   rows are written, scored or dead-lettered.
+5. Reconcile (rows scored + dead-lettered == rows read, output ids unique), check drift against the
+   previous run, then replace the run folder and write _SUCCESS last (runs.publish).
 
-Everything streams: blocks flow through the stages and nothing gathers the corpus on the driver.
+Ray Data's own checkpointing (ray.data.checkpoint, beta in 2.60) filters rows by an input id column
+that must be unique and non-null, the very property bad input breaks: on resume, the second row of a
+duplicated id would be filtered out as done instead of being dead-lettered. So units are committed
+here, keyed by (file, row), which is unique by construction.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import time
+import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-from pyarrow.fs import FileSystem
-from ray.data import ActorPoolStrategy, SaveMode
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import ray.data
+from ray.data import ActorPoolStrategy
 
-from textcnn import artifacts, runtime, storage
+from textcnn import artifacts, drift, runs, runtime, storage
 from textcnn.config import ScoreConfig, to_dict
-from textcnn.data import check_columns, count_rows, encode_texts, read_parquet
-from textcnn.text import PAD_ID, trim
+from textcnn.data import DataError
+from textcnn.plan import Plan, duplicate_rows, plan_input
+from textcnn.rows import RowLimits
+from textcnn.stages import PRED_LABEL, PRED_PROB, PROB_PREFIX, Scorer, read_unit, write_parts
+
+__all__ = ["PRED_LABEL", "PRED_PROB", "PROB_PREFIX", "Scorer", "RunSummary", "score", "ReconcileError",
+           "DriftError"]
 
 log = logging.getLogger(__name__)
 
-PRED_LABEL, PRED_PROB, PROB_PREFIX = "predicted_label", "predicted_prob", "prob_"
+READ_TASK_MEMORY = 512 * 2**20   # bytes reserved per read + tokenize task (one unit, in 8k-row batches)
 
 
-class Scorer:
-    """Loads a model directory once; each call maps a batch of token ids to class probabilities."""
+class ReconcileError(RuntimeError):
+    """Rows read, scored and dead-lettered do not add up, or an id is scored twice: nothing is committed."""
 
-    def __init__(self, model_uri: str, id_column: str, use_gpu: bool = False, threads: int = 1,
-                 filesystem: FileSystem | None = None) -> None:
-        torch.set_num_threads(threads)
-        self.device = torch.device("cuda" if use_gpu else "cpu")
-        self.loaded = artifacts.load(model_uri, self.device, filesystem)
-        self.id_column = id_column
-        self.labels = np.array(self.loaded.labels, dtype=object)
 
-    def probabilities(self, ids: np.ndarray, chunk: int = 128) -> np.ndarray:
-        """Class probabilities (B, C) of token ids (B, L).
-
-        The model's cost grows with the padded width, so rows are sorted by length and run in chunks
-        trimmed to their own longest row. Masked pooling makes each row's score independent of the
-        chunk it lands in, so the result is the same as one full-width batch.
-        """
-        model, out = self.loaded.model, np.empty((len(ids), len(self.labels)), dtype=np.float32)
-        order = np.argsort((ids != PAD_ID).sum(axis=1), kind="stable")
-        with torch.inference_mode():
-            for rows in np.array_split(order, max(1, -(-len(ids) // chunk))):
-                x = torch.from_numpy(trim(ids[rows], model.min_length)).long().to(self.device)
-                out[rows] = torch.softmax(model(x).float(), dim=1).cpu().numpy()
-        return out
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        probs = self.probabilities(batch["ids"])
-        best = probs.argmax(axis=1)
-        out = {self.id_column: batch[self.id_column], PRED_LABEL: self.labels[best],
-               PRED_PROB: probs[np.arange(len(best)), best]}
-        for i, name in enumerate(self.loaded.labels):
-            out[PROB_PREFIX + name] = probs[:, i]
-        return out
+class DriftError(RuntimeError):
+    """The run's score distributions moved further from the previous run's than --max-drift allows."""
 
 
 @dataclass
-class ScoreSummary:
-    output: str
-    rows_in: int
-    rows_out: int
-    seconds: float        # the Ray Data pipeline, actor start-up included; not Ray's own start
+class RunSummary:
+    run_dir: str
+    manifest: dict[str, Any]
+
+    @property
+    def rows_in(self) -> int:
+        return self.manifest["input"]["rows"]
+
+    @property
+    def rows_scored(self) -> int:
+        return self.manifest["output"]["rows_scored"]
+
+    @property
+    def rows_dead(self) -> int:
+        return self.manifest["output"]["rows_dead_lettered"]
+
+    @property
+    def seconds(self) -> float:
+        return self.manifest["wall_seconds"]
 
     @property
     def rows_per_second(self) -> float:
-        return self.rows_out / self.seconds if self.seconds > 0 else 0.0
+        return self.manifest["rows_per_second"]
+
+    def line(self) -> str:
+        d = self.manifest["drift"]
+        shift = f"drift {d['drift']:.3f} vs {d['previous_run']}" if d else "no previous run to compare"
+        return (f"{self.manifest['run']}: {self.rows_scored:,} scored + {self.rows_dead:,} dead-lettered "
+                f"of {self.rows_in:,} rows in {self.seconds:.1f} s ({self.rows_per_second:,.0f} rows/s); "
+                f"{shift}; -> {self.run_dir}")
 
 
-def _actor_args(config: ScoreConfig) -> dict[str, Any]:
-    return dict(compute=ActorPoolStrategy(size=config.actors), num_cpus=config.cpus_per_actor,
-                num_gpus=1 if config.use_gpu else 0, batch_size=config.batch_size, batch_format="numpy",
-                fn_constructor_kwargs=dict(model_uri=config.model, id_column=config.id_column,
-                                           use_gpu=config.use_gpu,
-                                           threads=max(1, int(config.cpus_per_actor)),
-                                           filesystem=storage.filesystem(config.model)))
+def validate(config: ScoreConfig) -> tuple[artifacts.LoadedModel, Plan, dict[int, np.ndarray]]:
+    """The model, the input plan and its duplicate ids; one DataError naming every problem found."""
+    problems = [f"model directory {p}" for p in artifacts.verify(config.model)]
+    plan, dups = None, {}
+    try:
+        plan = plan_input(config.input, config.id_column, config.text_column, config.unit_rows,
+                          config.skip_bad_files)
+        dups, bad = duplicate_rows(plan, config.id_column)
+        if bad and config.skip_bad_files:
+            plan = plan.without(bad)
+            dups, bad = duplicate_rows(plan, config.id_column)
+        problems += [f"{uri}: {reason}" for uri, reason in bad.items()]
+    except DataError as e:
+        problems.append(str(e))
+    if problems:
+        raise DataError("cannot start scoring:\n" + "\n".join(problems))
+    return artifacts.load(config.model), plan, dups
 
 
-def score(config: ScoreConfig) -> ScoreSummary:
-    """Score config.input with config.model and write Parquet under config.output (replacing it)."""
-    loaded = artifacts.load(config.model)   # fail on a bad model before any actor starts
-    rows_in = check_columns(config.input, [config.id_column, config.text_column], "scoring input").count_rows()
+def _limits(config: ScoreConfig) -> RowLimits:
+    return RowLimits(config.max_text_chars, config.max_id_chars, config.allow_unknown_only)
+
+
+def _pipeline(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, dups: dict[int, np.ndarray],
+              pending: list, layout: runs.Layout, lineage: dict[str, str]) -> ray.data.Dataset:
+    items = [{"unit": u.index, "uri": plan.files[u.file].uri, "row_groups": list(u.row_groups),
+              "first_row": u.first_row, "dups": dups.get(u.index, np.empty(0, np.int64)).tolist()}
+             for u in pending]
+    fs = storage.filesystem(config.input)
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    # The memory reservation also keeps Ray Data from fusing this stage into the actors (their remote
+    # args differ), so tokenizing runs in its own task pool beside the model, not inside it.
+    ds = ds.map_batches(read_unit, batch_size=1, batch_format="pyarrow", num_cpus=0.5, memory=READ_TASK_MEMORY,
+                        fn_kwargs=dict(
+        fs=fs, id_column=config.id_column, text_column=config.text_column,
+        vocab=loaded.tokenizer.to_dict(), vocab_hash=loaded.vocab_hash, limits=_limits(config)))
+    ds = ds.map_batches(Scorer, compute=ActorPoolStrategy(size=config.actors), num_cpus=config.cpus_per_actor,
+                        num_gpus=1 if config.use_gpu else 0, batch_size=config.batch_size,
+                        batch_format="pyarrow", fn_constructor_kwargs=dict(
+                            model_uri=config.model, use_gpu=config.use_gpu,
+                            threads=max(1, int(config.cpus_per_actor)),
+                            filesystem=storage.filesystem(config.model)))
+    return ds.map_batches(write_parts, batch_size=max(config.batch_size, min(config.unit_rows, 16384)),
+                          batch_format="pyarrow", num_cpus=0.25, fn_kwargs=dict(
+                              fs=storage.filesystem(config.output),
+                              unit_dirs={u.index: layout.unit_dir(u.index) for u in pending},
+                              sources={u.index: plan.files[u.file].uri for u in pending},
+                              id_column=config.id_column, lineage=lineage))
+
+
+def _merge(records: list[dict]) -> dict:
+    labels, reasons = Counter(), Counter()
+    hist = np.zeros(drift.HIST_BINS, dtype=np.int64)
+    for r in records:
+        labels.update(r["labels"])
+        reasons.update(r["reasons"])
+        hist += np.asarray(r["top_prob_histogram"], dtype=np.int64)
+    files = [f for r in records for f in r["files"]]
+    return {"rows": sum(r["rows"] for r in records), "files": files, "labels": dict(labels),
+            "reasons": dict(reasons), "top_prob_histogram": hist.tolist()}
+
+
+def _score_pending(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan,
+                   dups: dict[int, np.ndarray], pending: list, staging: runs.Staging,
+                   lineage: dict[str, str]) -> dict[int, dict]:
+    """Run the pipeline over the pending units, committing each unit as soon as all its rows are in."""
     runtime.ensure_ray()
     runtime.require(config.actors * config.cpus_per_actor, config.actors if config.use_gpu else 0,
                     f"scoring with {config.actors} actor(s)")
-    started = time.perf_counter()
-    ds = read_parquet(config.input, [config.id_column, config.text_column])
-    # Small inputs arrive as one block; split them so every actor gets work, without a shuffle.
-    ds = ds.repartition(target_num_rows_per_block=max(config.batch_size, min(rows_in // (2 * config.actors),
-                                                                                16 * config.batch_size)))
-    ds = encode_texts(ds, loaded.tokenizer, config.id_column, config.text_column, config.batch_size)
-    ds = ds.map_batches(Scorer, **_actor_args(config))
-    fs, path = storage.resolve(config.output)
-    ds.write_parquet(path, filesystem=fs, mode=SaveMode.OVERWRITE)
-    rows_out = count_rows(config.output)
-    summary = ScoreSummary(config.output, rows_in, rows_out, time.perf_counter() - started)
-    storage.write_text(storage.join(config.output, "_score_config.json"), json.dumps(
-        {"config": to_dict(config), "model_version": loaded.version, "vocab_hash": loaded.vocab_hash,
-         "rows_in": rows_in, "rows_out": rows_out, "seconds": summary.seconds}, indent=2) + "\n")
-    if rows_out != rows_in:
-        raise RuntimeError(f"scored {rows_out} rows of {rows_in} read from {config.input}")
-    return summary
+    expected = {u.index: u.rows for u in pending}
+    parts: dict[int, list] = {u: [] for u in expected}
+    done: dict[int, dict] = {}
+    ds = _pipeline(config, loaded, plan, dups, pending, staging.layout, lineage)
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for unit, record in zip(batch["unit"].to_pylist(), batch["record"].to_pylist()):
+            parts[unit].append(json.loads(record))
+            seen = sum(p["rows"] for p in parts[unit])
+            if seen > expected[unit]:
+                raise ReconcileError(f"unit {unit} produced {seen} rows of its {expected[unit]}")
+            if seen == expected[unit]:
+                done[unit] = _merge(parts.pop(unit))
+                staging.commit_unit(unit, done[unit])
+    missing = sorted(set(expected) - set(done))
+    if missing:
+        raise ReconcileError(f"{len(missing)} unit(s) did not complete, e.g. {missing[:5]}")
+    return done
+
+
+def _reconcile(plan: Plan, done: dict[int, dict], config: ScoreConfig) -> None:
+    rows_read = plan.rows
+    scored = sum(f["rows"] for r in done.values() for f in r["files"] if f["kind"] == "score")
+    dead = sum(f["rows"] for r in done.values() for f in r["files"] if f["kind"] == "dead")
+    if scored + dead != rows_read or len(done) != len(plan.units):
+        raise ReconcileError(f"rows scored ({scored}) + dead-lettered ({dead}) != rows read ({rows_read}) "
+                             f"over {len(done)} of {len(plan.units)} units; nothing committed")
+    score_files = [storage.path_of(f["uri"]) for r in done.values() for f in r["files"] if f["kind"] == "score"]
+    if score_files:
+        ids = pads.dataset(score_files, filesystem=storage.filesystem(config.output), format="parquet")
+        ids = ids.to_table(columns=[config.id_column]).column(0)
+        if pc.count_distinct(ids).as_py() != len(ids) or ids.null_count:
+            raise ReconcileError(f"{len(ids) - pc.count_distinct(ids).as_py()} id(s) scored more than once; "
+                                 "nothing committed")
+
+
+def _outputs(done: dict[int, dict]) -> list[tuple[str, str, int]]:
+    """(staged uri, name in the run folder, rows) of every part, in unit then row order."""
+    out = []
+    for unit in sorted(done):
+        for f in sorted(done[unit]["files"], key=lambda f: f["uri"]):
+            row = f["uri"].rsplit("-", 1)[1]
+            name = f"part-{unit:06d}-{row}"
+            out.append((f["uri"], name if f["kind"] == "score" else f"dead_letter/{name}", f["rows"]))
+    return out
+
+
+def _manifest(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, done: dict[int, dict],
+              reused: dict[int, dict], started: float, attempt: str) -> dict[str, Any]:
+    total = _merge(list(done.values()))
+    outputs = _outputs(done)
+    seconds = time.time() - started
+    scored = sum(n for _, name, n in outputs if not name.startswith("dead_letter/"))
+    return {
+        "run": config.run_key, "run_id": config.run_date or config.run_id, "attempt": attempt,
+        "started_at": _iso(started), "finished_at": _iso(time.time()),
+        "wall_seconds": round(seconds, 3), "rows_per_second": round(plan.rows / seconds, 1) if seconds else 0.0,
+        "model": {"uri": config.model, "model_version": loaded.version, "vocab_hash": loaded.vocab_hash},
+        "config": to_dict(config),
+        "input": {"uri": config.input, "rows": plan.rows, "skipped_files": plan.skipped,
+                  "files": [{"uri": f.uri, "rows": f.rows} for f in plan.files]},
+        "output": {"rows_scored": scored, "rows_dead_lettered": plan.rows - scored,
+                   "dead_letter_reasons": total["reasons"],
+                   "files": [{"path": name, "rows": n} for _, name, n in outputs if not name.startswith("dead_")],
+                   "dead_letter_files": [{"path": name, "rows": n} for _, name, n in outputs
+                                         if name.startswith("dead_")]},
+        "resume": {"units": len(plan.units), "units_reused": len(reused),
+                   "rows_reused": sum(r["rows"] for r in reused.values())},
+        "distributions": {"labels": total["labels"], "top_prob_histogram": total["top_prob_histogram"]},
+    }
+
+
+def _iso(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_drift(manifest: dict, layout: runs.Layout, max_drift: float | None) -> dict | None:
+    previous = runs.previous_manifest(layout)
+    if previous is None:
+        log.info("drift: no earlier successful run under %s to compare with", layout.output)
+        return None
+    result = {"previous_run": previous["run"],
+              **drift.compare(manifest["distributions"], previous["distributions"])}
+    log.info("drift vs %s: PSI of top-class probability %.4f, of predicted labels %.4f",
+             previous["run"], result["psi_top_prob"], result["psi_labels"])
+    if max_drift is not None and result["drift"] > max_drift:
+        raise DriftError(f"drift {result['drift']:.4f} vs {previous['run']} is over --max-drift {max_drift}; "
+                         f"not committed (the scored units stay staged, so a rerun only recommits)")
+    return result
+
+
+def score(config: ScoreConfig) -> RunSummary:
+    """Score config.input into <output>/<run>/ exactly once; see the module docstring."""
+    started, attempt = time.time(), uuid.uuid4().hex[:12]
+    loaded, plan, dups = validate(config)
+    layout = runs.Layout(config.output, config.run_key)
+    lineage = {"model_version": loaded.version, "vocab_hash": loaded.vocab_hash,
+               "run_id": config.run_date or config.run_id}
+    with runs.RunLock(layout.lock, config.lock_ttl):
+        staging = runs.Staging(layout)
+        fingerprint = {"input": plan.fingerprint(), **lineage, "config": to_dict(config)}
+        for volatile in ("actors", "batch_size", "cpus_per_actor", "use_gpu", "max_drift", "lock_ttl"):
+            fingerprint["config"].pop(volatile)
+        reused = staging.start(fingerprint)
+        pending = [u for u in plan.units if u.index not in reused]
+        log.info("%s: %d units of %d rows in %d file(s); %d committed by an earlier attempt, %d to score",
+                 config.run_key, len(plan.units), plan.rows, len(plan.files), len(reused), len(pending))
+        fresh = _score_pending(config, loaded, plan, dups, pending, staging, lineage) if pending else {}
+        done = {**reused, **fresh}
+        _reconcile(plan, done, config)
+        manifest = _manifest(config, loaded, plan, done, reused, started, attempt)
+        manifest["drift"] = _check_drift(manifest, layout, config.max_drift)
+        runs.publish(layout, [(staged, name) for staged, name, _ in _outputs(done)], manifest)
+        staging.clear()
+    return RunSummary(layout.run_dir, manifest)

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN
+from textcnn.runs import read_run
 
 pytestmark = pytest.mark.e2e
 
@@ -39,9 +40,9 @@ def test_train_score_eval(tmp_path):
                          "--epochs", "2"]).stdout
     assert "written to" in out and (model / "weights.pt").exists()
     out = run(TEXTCNN + ["score", "--model", str(model), "--input", SAMPLE_TEST, "--output", str(scores),
-                         "--actors", "2", "--batch-size", "256"]).stdout
-    assert "scored 1275 of 1275 rows" in out
-    assert sorted(pq.read_table(scores).column("id").to_pylist()) == \
+                         "--actors", "2", "--batch-size", "256", "--date", "2026-11-28"]).stdout
+    assert "run_date=2026-11-28: 1,275 scored + 0 dead-lettered of 1,275 rows" in out
+    assert sorted(read_run(str(scores / "run_date=2026-11-28")).column("id").to_pylist()) == \
         sorted(pq.read_table(SAMPLE_TEST).column("id").to_pylist())
     printed = json.loads(run(TEXTCNN + ["eval", "--model", str(model), "--data", SAMPLE_TEST,
                                         "--output", str(report)]).stdout)

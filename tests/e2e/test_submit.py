@@ -7,13 +7,13 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import free_port, wait_for_port
 from textcnn import artifacts
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN
+from textcnn.runs import read_run
 
 pytestmark = pytest.mark.e2e
 
@@ -45,11 +45,11 @@ def ray_head(s3, tmp_path_factory):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)           # only what this fixture started
         try:
-            proc.wait(timeout=60)
+            proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 5                # Ray's daemons take ~30 s to finish on SIGTERM
         while time.monotonic() < deadline and _group_alive(proc.pid):
             time.sleep(0.5)
         if _group_alive(proc.pid):
@@ -86,9 +86,9 @@ def test_submit_train_then_score_jobs_over_s3(ray_head, s3):
     assert "written to s3://textcnn-jobs/models/rt" in log
     assert artifacts.verify(model) == []
     log = submit(address, env, "score-1", "jobs/score.py", "--model", model, "--input", f"{bucket}/corpus",
-                 "--output", f"{bucket}/scores", "--actors", "2")
-    assert "scored 1275 of 1275 rows" in log
-    scores = pads.dataset("textcnn-jobs/scores", filesystem=s3.fs(), format="parquet").to_table()
+                 "--output", f"{bucket}/scores", "--actors", "2", "--date", "2026-11-29")
+    assert "1,275 scored + 0 dead-lettered of 1,275 rows" in log
+    scores = read_run(f"{bucket}/scores/run_date=2026-11-29")
     assert sorted(scores.column("id").to_pylist()) == sorted(pq.read_table(SAMPLE_TEST).column("id").to_pylist())
     for secret in (s3.secret, s3.key):
         assert secret not in log

@@ -2,7 +2,6 @@
 
 import json
 
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
@@ -10,7 +9,9 @@ import pytest
 from textcnn import artifacts, storage
 from textcnn.config import ScoreConfig, TrainConfig
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN
+from textcnn.runs import read_run
 from textcnn.score import PRED_LABEL, PRED_PROB, score
+from textcnn.stages import LINEAGE
 from textcnn.train import fit
 
 pytestmark = pytest.mark.integration
@@ -37,10 +38,17 @@ def test_train_with_checkpoints_on_s3_then_score_s3_to_s3(s3, tmp_path):
     saved = json.dumps(json.loads(storage.read_text(f"{model}/config.json")))
     assert s3.secret not in saved and s3.key not in saved
 
-    summary = score(ScoreConfig(model=model, input=f"{bucket}/corpus", output=f"{bucket}/scores", actors=2))
-    scores = pads.dataset("textcnn-it/scores", filesystem=fs, format="parquet").to_table()
-    assert summary.rows_in == summary.rows_out == scores.num_rows == 1200
+    summary = score(ScoreConfig(model=model, input=f"{bucket}/corpus", output=f"{bucket}/scores",
+                                run_date="2026-11-29", actors=2))
+    assert summary.run_dir == f"{bucket}/scores/run_date=2026-11-29"
+    scores = read_run(summary.run_dir)
+    assert summary.rows_in == summary.rows_scored == scores.num_rows == 1200 and summary.rows_dead == 0
     assert sorted(scores.column("id").to_pylist()) == sorted(test.column("id").to_pylist()[:1200])
-    assert scores.schema.names == ["id", PRED_LABEL, PRED_PROB, "prob_fresh", "prob_rotten"]
-    run_config = storage.read_text(f"{bucket}/scores/_score_config.json")
-    assert s3.secret not in run_config and s3.key not in run_config
+    assert scores.schema.names == ["id", PRED_LABEL, PRED_PROB, "prob_fresh", "prob_rotten", *LINEAGE]
+    manifest = storage.read_text(f"{summary.run_dir}/_SUCCESS")
+    assert s3.secret not in manifest and s3.key not in manifest
+    assert len(json.loads(manifest)["input"]["files"]) == 120
+    # staging and the lock are gone once committed
+    left = fs.get_file_info(pafs.FileSelector("textcnn-it/scores", recursive=True))
+    assert not [f.path for f in left if f.type == pafs.FileType.File and ("/_staging/" in f.path
+                                                                          or "/_locks/" in f.path)]

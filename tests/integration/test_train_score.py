@@ -12,6 +12,7 @@ from textcnn import artifacts
 from textcnn.config import ScoreConfig, TrainConfig
 from textcnn.evaluation import evaluate_parquet
 from textcnn.runtime import ResourceError
+from textcnn.runs import read_run
 from textcnn.score import PRED_LABEL, PRED_PROB, PROB_PREFIX, score
 from textcnn.train import fit
 
@@ -54,25 +55,22 @@ def test_scoring_gives_one_row_per_id_with_probabilities_summing_to_one(rt_model
     for i in range(3):
         pq.write_table(table.slice(i * 425, 425), tmp_path / "in" / f"part-{i}.parquet")
     out = str(tmp_path / "scores")
-    summary = score(ScoreConfig(model=model, input=str(tmp_path / "in"), output=out, actors=2,
+    summary = score(ScoreConfig(model=model, input=str(tmp_path / "in"), output=out, run_id="t", actors=2,
                                 batch_size=128))
-    scores = pq.read_table(out)
-    assert summary.rows_in == summary.rows_out == scores.num_rows == 1275
+    scores = read_run(summary.run_dir)
+    assert summary.rows_in == summary.rows_scored == scores.num_rows == 1275
     assert sorted(scores.column("id").to_pylist()) == sorted(table.column("id").to_pylist())
     labels = json.load(open(os.path.join(model, "labels.json")))
     probs = np.stack([scores.column(PROB_PREFIX + name).to_numpy() for name in labels], axis=1)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(scores.column(PRED_PROB).to_numpy(), probs.max(axis=1))
     assert set(scores.column(PRED_LABEL).to_pylist()) <= set(labels)
-    # a rerun replaces the output instead of appending to it
-    score(ScoreConfig(model=model, input=str(tmp_path / "in"), output=out, actors=1))
-    assert pq.read_table(out).num_rows == 1275
-    assert json.load(open(os.path.join(out, "_score_config.json")))["rows_out"] == 1275
+    assert set(scores.column("model_version").to_pylist()) == {artifacts.load(model).version}
 
 
 def test_asking_for_gpus_on_a_cpu_cluster_fails_at_once(tiny_model_dir, tmp_path):
     with pytest.raises(ResourceError, match="GPU"):
         score(ScoreConfig(model=tiny_model_dir, input=dataset("sms_spam", "test"),
-                          output=str(tmp_path / "s"), use_gpu=True))
+                          output=str(tmp_path / "s"), run_id="gpu", use_gpu=True))
     with pytest.raises(ResourceError, match="GPU"):
         fit(TrainConfig(train=dataset("sms_spam", "train"), output=str(tmp_path / "m"), use_gpu=True))

@@ -14,8 +14,13 @@ pytestmark = pytest.mark.unit
     (lambda: TrainConfig(train="t", output="o", workers=0), "workers"),
     (lambda: TrainConfig(train="t", output="o", val_fraction=1.5), "val_fraction"),
     (lambda: TrainConfig(train="t", output="o", text_column="x", label_column="x"), "label_column"),
-    (lambda: ScoreConfig(model="m", input="i", output="o", actors=0), "actors"),
-    (lambda: ScoreConfig(model="m", input="i", output="o", id_column="t", text_column="t"), "text_column"),
+    (lambda: ScoreConfig(model="m", input="i", output="o", run_id="r", actors=0), "actors"),
+    (lambda: ScoreConfig(model="m", input="i", output="o", run_id="r", id_column="t", text_column="t"),
+     "text_column"),
+    (lambda: ScoreConfig(model="m", input="i", output="o"), "run_date"),
+    (lambda: ScoreConfig(model="m", input="i", output="o", run_date="2026-02-30"), "run_date"),
+    (lambda: ScoreConfig(model="m", input="i", output="o", run_id="../x"), "run_id"),
+    (lambda: ScoreConfig(model="m", input="i", output="o", run_id="r", max_drift=-1), "max_drift"),
 ])
 def test_bad_values_are_rejected_naming_the_field(make, field):
     with pytest.raises(ConfigError, match=f"^{field}:"):

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -98,3 +99,20 @@ def test_nightly_cronjob_forbids_overlap_and_its_rayjob_template_is_valid():
     jsonschema.validate(rayjob, json.loads((K8S_SCHEMAS / "rayjob-ray-v1.json").read_text()))
     assert "jobs/score.py" in rayjob["spec"]["entrypoint"]
     assert "run_date=2026-11-29" in rayjob["spec"]["entrypoint"]
+
+
+def _score_args(command: str) -> list[str]:
+    return shlex.split(command.split("jobs/score.py", 1)[1].split(">>")[0])
+
+
+def test_nightly_entrypoints_pass_the_date_and_parse_with_the_real_cli():
+    from textcnn.cli import score_cmd
+    docs = [d for name, d in kube_docs() if name == "cronjob-score.yaml"]
+    template = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["rayjob.yaml"]
+    entry = yaml.safe_load(template.replace("RUN_DATE", "2026-11-29"))["spec"]["entrypoint"]
+    cron_line = next(line for line in (ROOT / "cluster" / "nightly.crontab").read_text().splitlines()
+                     if line.startswith("0 2 * * *"))
+    cron_line = re.sub(r"\$\(date [^)]*\)", "2026-11-29", cron_line)
+    for args in (_score_args(entry), _score_args(cron_line)):
+        params = score_cmd.make_context("score", args).params
+        assert params["run_date"] == "2026-11-29" and params["output"].rstrip("/") == "s3://textcnn-scores"

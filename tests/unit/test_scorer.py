@@ -1,14 +1,15 @@
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 
-from textcnn.score import PRED_LABEL, PRED_PROB, PROB_PREFIX, Scorer
+from textcnn.stages import PRED_LABEL, PRED_PROB, PROB_PREFIX, Scorer, tokens_of
 
 pytestmark = pytest.mark.unit
 
 
 def test_length_sorted_chunks_give_the_full_batch_probabilities(tiny_model_dir):
-    scorer = Scorer(tiny_model_dir, id_column="id")
+    scorer = Scorer(tiny_model_dir)
     texts = ["a good film"] * 3 + ["dull and slow " * 5, "", "great fun a bad film dull", "a"] * 40
     ids = scorer.loaded.tokenizer.encode(texts)                            # (B, 16)
     with torch.inference_mode():
@@ -17,12 +18,16 @@ def test_length_sorted_chunks_give_the_full_batch_probabilities(tiny_model_dir):
     assert scorer.probabilities(ids[:0]).shape == (0, 2)
 
 
-def test_call_keeps_ids_in_order_and_adds_label_and_class_probabilities(tiny_model_dir):
-    scorer = Scorer(tiny_model_dir, id_column="doc")
-    ids = scorer.loaded.tokenizer.encode(["a good film", "dull and slow", "great fun"])
-    out = scorer({"doc": np.array(["x", "y", "z"], dtype=object), "ids": ids})
-    assert list(out["doc"]) == ["x", "y", "z"]
-    probs = np.stack([out[PROB_PREFIX + "neg"], out[PROB_PREFIX + "pos"]], axis=1)
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
-    assert list(out[PRED_LABEL]) == [["neg", "pos"][i] for i in probs.argmax(axis=1)]
-    np.testing.assert_allclose(out[PRED_PROB], probs.max(axis=1))
+def test_call_scores_good_rows_and_passes_bad_rows_through_with_null_scores(tiny_model_dir):
+    scorer = Scorer(tiny_model_dir)
+    tokens = scorer.loaded.tokenizer.encode(["a good film", "dull and slow", "great fun"])   # (3, 16)
+    batch = pa.table({"id": ["x", "y", "z"], "reason": [None, "text_null", None],
+                      "tokens": pa.FixedSizeListArray.from_arrays(pa.array(tokens.ravel()), 16)})
+    np.testing.assert_array_equal(tokens_of(batch.slice(1)), tokens[1:])
+    out = scorer(batch)
+    assert out["id"].to_pylist() == ["x", "y", "z"] and "tokens" not in out.column_names
+    assert out[PRED_LABEL][1].as_py() is None and out[PRED_PROB][1].as_py() is None
+    probs = np.stack([out[PROB_PREFIX + "neg"].to_numpy(zero_copy_only=False),
+                      out[PROB_PREFIX + "pos"].to_numpy(zero_copy_only=False)], axis=1)[[0, 2]]
+    np.testing.assert_allclose(probs, scorer.probabilities(tokens[[0, 2]]), rtol=1e-6)
+    assert [out[PRED_LABEL][i].as_py() for i in (0, 2)] == [["neg", "pos"][i] for i in probs.argmax(axis=1)]

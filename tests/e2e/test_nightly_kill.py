@@ -1,0 +1,132 @@
+"""jobs/score.py as cron runs it: a second run of a live date is refused; a driver SIGKILLed half way
+and started again finishes with exactly the rows of an uninterrupted run, reusing what it committed."""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from textcnn import artifacts, runs
+from textcnn.stages import PROB_PREFIX, Scorer
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+WORDS = "a good film bad great fun dull and slow".split()
+DATE = "2026-11-29"
+
+
+def _corpus(folder: Path, files: int, rows: int) -> pa.Table:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    tables = []
+    for f in range(files):
+        texts = [" ".join(rng.choice(WORDS, size=rng.integers(2, 12))) for _ in range(rows)]
+        tables.append(pa.table({"id": [f"{f}-{i}" for i in range(rows)], "text": texts}))
+        pq.write_table(tables[-1], folder / f"part-{f:03d}.parquet", row_group_size=rows // 4)
+    return pa.concat_tables(tables)
+
+
+def _session(sid: int) -> list[int]:
+    """Processes of session sid: a driver started with start_new_session and the Ray it started."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except (OSError, ValueError):
+            continue
+        if entry.isdigit() and int(stat.rsplit(")", 1)[1].split()[3]) == sid:
+            pids.append(int(entry))
+    return pids
+
+
+class Jobs:
+    def __init__(self, tmp: Path, model: Path, corpus: Path, out: Path):
+        self.tmp, self.args = tmp, ["--model", str(model), "--input", str(corpus), "--output", str(out),
+                                    "--date", DATE, "--actors", "1", "--batch-size", "64", "--unit-rows", "500"]
+        self.ray_tmp = tempfile.mkdtemp(prefix="tc-")     # short: Ray's socket paths max 107 bytes
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, name: str) -> subprocess.Popen:
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        env["RAY_TMPDIR"] = self.ray_tmp
+        log = open(self.tmp / f"{name}.log", "w")
+        proc = subprocess.Popen([sys.executable, "jobs/score.py", *self.args], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text()
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        """SIGKILL the driver, then whatever it started that outlived it."""
+        for pid in [proc.pid] + [p for p in _session(proc.pid) if p != proc.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+        deadline = time.time() + 30
+        while _session(proc.pid) and time.time() < deadline:
+            for pid in _session(proc.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.2)
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            self.kill(proc)
+
+
+@pytest.fixture
+def jobs(tmp_path, tiny_model_dir):
+    corpus = tmp_path / "corpus"
+    table = _corpus(corpus, files=40, rows=2000)
+    j = Jobs(tmp_path, Path(tiny_model_dir), corpus, tmp_path / "out")
+    j.table, j.model, j.out = table, tiny_model_dir, tmp_path / "out"
+    yield j
+    j.stop_all()
+
+
+def _done_units(out: Path) -> int:
+    return len(list(out.glob(f"_staging/run_date={DATE}/units/*/_DONE.json")))
+
+
+def test_lock_refuses_a_second_run_and_a_killed_run_resumes_to_the_same_rows(jobs):
+    first = jobs.start("first")
+    deadline = time.time() + 300
+    while _done_units(jobs.out) < 3 and first.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert first.poll() is None, jobs.log("first")
+    second = jobs.start("second")                     # same date while the first holds the lock
+    assert second.wait(timeout=120) == 1
+    assert "LockedError" in jobs.log("second") and "held by a live run" in jobs.log("second")
+    assert first.poll() is None, "the first run finished before it could be killed; grow the corpus"
+    jobs.kill(first)                                  # SIGKILL half way: no cleanup runs
+    committed = _done_units(jobs.out)
+    assert 3 <= committed < 160 and not (jobs.out / f"run_date={DATE}" / "_SUCCESS").exists()
+
+    again = jobs.start("again")                       # takes over the dead driver's lock and resumes
+    assert again.wait(timeout=600) == 0, jobs.log("again")
+    manifest = runs.read_manifest(str(jobs.out / f"run_date={DATE}"))
+    assert manifest["resume"]["units_reused"] >= committed and manifest["resume"]["units"] == 160
+    assert f"80,000 scored + 0 dead-lettered of 80,000 rows" in jobs.log("again")
+    scores = runs.read_run(str(jobs.out / f"run_date={DATE}")).sort_by("id")
+    expected = jobs.table.sort_by("id")
+    assert scores["id"].to_pylist() == expected["id"].to_pylist()       # each row once
+    # the same scores an uninterrupted pass gives: the Ray-free Scorer over the same texts
+    scorer = Scorer(jobs.model)
+    direct = scorer.probabilities(artifacts.load(jobs.model).tokenizer.encode(expected["text"].to_pylist()))
+    np.testing.assert_allclose(scores[PROB_PREFIX + "pos"].to_numpy(), direct[:, 1], rtol=1e-5, atol=1e-6)
+    assert not list(jobs.out.glob("_locks/*.json"))

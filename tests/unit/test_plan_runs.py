@@ -1,0 +1,79 @@
+"""The input plan (footers, units, duplicate ids) and the run contract (lock, staging), without Ray."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from textcnn import runs
+from textcnn.data import DataError
+from textcnn.plan import duplicate_rows, plan_input
+
+pytestmark = pytest.mark.unit
+
+
+def _write(path, ids, texts=None, row_group_size=None):
+    texts = texts if texts is not None else ["a text"] * len(ids)
+    pq.write_table(pa.table({"id": ids, "text": texts}), path, row_group_size=row_group_size)
+
+
+def test_units_pack_row_groups_and_duplicates_keep_the_first_occurrence(tmp_path):
+    _write(tmp_path / "a.parquet", [f"a{i}" for i in range(10)], row_group_size=3)   # groups 3,3,3,1
+    _write(tmp_path / "b.parquet", ["b0", "a2", "b2", "a2", None, None])
+    plan = plan_input(str(tmp_path), "id", "text", unit_rows=6)
+    assert [(u.file, u.row_groups, u.first_row, u.rows) for u in plan.units] == \
+        [(0, (0, 1), 0, 6), (0, (2, 3), 6, 4), (1, (0,), 0, 6)]
+    assert plan.rows == 16 and len(plan.fingerprint()) == 16
+    dups, bad = duplicate_rows(plan, "id")
+    assert list(dups) == [2] and dups[2].tolist() == [1, 3] and bad == {}   # a2 is first seen in a.parquet
+
+
+def test_every_input_problem_is_named_at_once(tmp_path):
+    _write(tmp_path / "ok.parquet", ["x"])
+    _write(tmp_path / "intid.parquet", [7])
+    pq.write_table(pa.table({"id": ["x"], "body": ["t"]}), tmp_path / "nocol.parquet")
+    pq.write_table(pa.table({"id": [1.5], "text": ["t"]}), tmp_path / "floatid.parquet")
+    (tmp_path / "corrupt.parquet").write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(DataError) as e:
+        plan_input(str(tmp_path), "id", "text", 100)
+    message = str(e.value)
+    assert "4 problem(s)" in message
+    for needle in ("nocol.parquet: no column 'text'", "floatid.parquet: column 'id' is double",
+                   "corrupt.parquet: not readable as Parquet", "column 'id' has different types"):
+        assert needle in message
+    for name in ("nocol", "floatid", "intid"):
+        os.remove(tmp_path / f"{name}.parquet")
+    plan = plan_input(str(tmp_path), "id", "text", 100, skip_bad_files=True)
+    assert [f.uri for f in plan.files] == [str(tmp_path / "ok.parquet")]
+    assert plan.skipped[0]["uri"] == str(tmp_path / "corrupt.parquet")
+
+
+def test_a_live_lock_refuses_and_a_dead_holders_lock_is_taken_over(tmp_path):
+    uri = str(tmp_path / "_locks" / "run_date=2026-01-01.json")
+    with runs.RunLock(uri, ttl=60):
+        with pytest.raises(runs.LockedError, match="held by a live run"):
+            runs.RunLock(uri, ttl=60).acquire()
+    assert not os.path.exists(uri)                                  # released
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    os.makedirs(os.path.dirname(uri), exist_ok=True)
+    with open(uri, "w") as f:                                       # left by a killed driver on this host
+        json.dump({"token": "t", "host": os.uname().nodename, "pid": int(dead.stdout), "heartbeat": time.time()}, f)
+    with runs.RunLock(uri, ttl=60) as lock:
+        assert json.load(open(uri))["token"] == lock.token
+
+
+def test_staging_keeps_done_units_of_the_same_plan_only(tmp_path):
+    staging = runs.Staging(runs.Layout(str(tmp_path), "run_id=x"))
+    assert staging.start({"input": "p1"}) == {}
+    staging.commit_unit(0, {"rows": 5})
+    os.makedirs(staging.layout.unit_dir(1))                         # a unit cut off before its _DONE
+    (tmp_path / "_staging" / "run_id=x" / "units" / "u-000001" / "score-0.parquet").write_bytes(b"x")
+    assert runs.Staging(staging.layout).start({"input": "p1"}) == {0: {"rows": 5}}
+    assert not os.path.exists(staging.layout.unit_dir(1))
+    assert runs.Staging(staging.layout).start({"input": "p2"}) == {}    # other input: start over
+    assert not os.path.exists(staging.layout.unit_dir(0))

@@ -1,0 +1,208 @@
+"""The input plan of a scoring run: which files, how many rows, cut into units of work.
+
+Everything here runs on the driver from Parquet footers (no data pages), before any actor starts:
+missing columns, unusable column types and unreadable files are found up front and reported together.
+A unit is a run of consecutive row groups of one file; it is what the run commits, and what a
+resumed run skips, as one piece. Row numbers are positions within the file, so (file, row) names
+every input row across reruns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from pyarrow.fs import FileSystem
+
+from textcnn import storage
+from textcnn.data import DataError
+
+log = logging.getLogger(__name__)
+
+_IO_THREADS = 16      # footers are small reads dominated by latency (S3 round trips)
+
+
+@dataclass(frozen=True)
+class InputFile:
+    uri: str
+    rows: int
+    row_groups: tuple[int, ...]   # rows in each row group
+
+
+@dataclass(frozen=True)
+class Unit:
+    index: int
+    file: int                     # index into Plan.files
+    row_groups: tuple[int, ...]   # row group indices, consecutive
+    first_row: int                # the unit's first row, counted within its file
+    rows: int
+
+
+@dataclass
+class Plan:
+    files: list[InputFile]
+    units: list[Unit]
+    unit_rows: int
+    skipped: list[dict] = field(default_factory=list)   # {"uri", "reason"} of unreadable files
+
+    def without(self, bad: dict[str, str]) -> Plan:
+        """The plan with the files in bad ({uri: reason}) moved to skipped."""
+        files = [f for f in self.files if f.uri not in bad]
+        return Plan(files, _units(files, self.unit_rows), self.unit_rows,
+                    self.skipped + [{"uri": u, "reason": r} for u, r in sorted(bad.items())])
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    def fingerprint(self) -> str:
+        """Identifies the input as planned: a resumed run must see the same files and rows."""
+        canonical = json.dumps([[f.uri, f.rows, f.row_groups] for f in self.files], sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return {"files": [asdict(f) for f in self.files], "units": [asdict(u) for u in self.units],
+                "skipped": self.skipped}
+
+
+_ID_TYPES = (pa.types.is_integer, pa.types.is_string, pa.types.is_large_string)
+_TEXT_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+
+
+def _uri(uri_root: str, path: str) -> str:
+    return f"{uri_root.split('://', 1)[0]}://{path}" if storage.is_remote(uri_root) else path
+
+
+def _footer(fs: FileSystem, path: str) -> pq.FileMetaData | str:
+    """The footer, or why it cannot be read."""
+    try:
+        with fs.open_input_file(path) as f:
+            return pq.ParquetFile(f).metadata
+    except (OSError, pa.ArrowException) as e:
+        return storage.redact(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+
+
+def _column_problems(uri: str, schema: pa.Schema, id_column: str, text_column: str) -> list[str]:
+    problems = []
+    for name, kinds, what in ((id_column, _ID_TYPES, "an integer or string"),
+                              (text_column, _TEXT_TYPES, "a string or binary")):
+        if name not in schema.names:
+            problems.append(f"{uri}: no column '{name}' (it has {schema.names})")
+        elif not any(k(schema.field(name).type) for k in kinds):
+            problems.append(f"{uri}: column '{name}' is {schema.field(name).type}, not {what}")
+    return problems
+
+
+def _units(files: list[InputFile], unit_rows: int) -> list[Unit]:
+    """Consecutive row groups of each file packed up to unit_rows (a bigger row group is one unit)."""
+    units: list[Unit] = []
+    for f_index, f in enumerate(files):
+        start, groups, rows = 0, [], 0
+        for g, n in enumerate(f.row_groups):
+            if groups and rows + n > unit_rows:
+                units.append(Unit(len(units), f_index, tuple(groups), start, rows))
+                start, groups, rows = start + rows, [], 0
+            groups.append(g)
+            rows += n
+        if groups:
+            units.append(Unit(len(units), f_index, tuple(groups), start, rows))
+    return units
+
+
+def _list_files(uri: str) -> list[str]:
+    """Every file under uri (or uri itself), skipping names that start with "_" or "." as pyarrow,
+    Spark and Ray Data do; listed without opening any file."""
+    missing = storage.missing_reason(uri)
+    if missing:
+        raise DataError(f"scoring input {uri}: {missing}")
+    fs, root = storage.resolve(uri)
+    if fs.get_file_info(root).type == pafs.FileType.File:
+        return [root]
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    hidden = lambda p: any(part[:1] in "_." for part in p[len(root):].strip("/").split("/"))  # noqa: E731
+    return sorted(i.path for i in infos if i.type == pafs.FileType.File and not hidden(i.path))
+
+
+def plan_input(uri: str, id_column: str, text_column: str, unit_rows: int,
+               skip_bad_files: bool = False) -> Plan:
+    """Read every footer of the input and cut it into units; a DataError names every problem."""
+    fs, _ = storage.resolve(uri)
+    paths = _list_files(uri)
+    with ThreadPoolExecutor(_IO_THREADS) as pool:
+        footers = list(pool.map(lambda p: _footer(fs, p), paths))
+    files, skipped, problems, id_types = [], [], [], {}
+    for path, footer in zip(paths, footers):
+        file_uri = _uri(uri, path)
+        if isinstance(footer, str):
+            (skipped if skip_bad_files else problems).append(
+                {"uri": file_uri, "reason": f"not readable as Parquet: {footer}"} if skip_bad_files
+                else f"{file_uri}: not readable as Parquet: {footer}")
+            continue
+        schema = footer.schema.to_arrow_schema()
+        found = _column_problems(file_uri, schema, id_column, text_column)
+        problems += found
+        if not found:
+            id_types.setdefault(str(schema.field(id_column).type).replace("large_", ""), file_uri)
+            files.append(InputFile(file_uri, footer.num_rows,
+                                   tuple(footer.row_group(g).num_rows for g in range(footer.num_row_groups))))
+    if len(id_types) > 1:
+        problems.append(f"column '{id_column}' has different types across files: "
+                        + ", ".join(f"{t} (e.g. {u})" for t, u in id_types.items()))
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise DataError(f"scoring input {uri}: {len(problems)} problem(s):\n  " + "\n  ".join(shown))
+    return Plan(files, _units(files, unit_rows), unit_rows, skipped)
+
+
+def _file_ids(fs: FileSystem, uri: str, id_column: str) -> pa.Array | str:
+    """The file's ids, or why they cannot be read (a corrupt page behind a sound footer)."""
+    try:
+        with fs.open_input_file(storage.path_of(uri)) as f:
+            ids = pq.read_table(f, columns=[id_column]).column(0).combine_chunks()
+    except (OSError, pa.ArrowException) as e:
+        return storage.redact(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+    return ids.cast(pa.string()) if pa.types.is_large_string(ids.type) else ids
+
+
+def duplicate_rows(plan: Plan, id_column: str) -> tuple[dict[int, np.ndarray], dict[str, str]]:
+    """Rows (numbers within their file) whose non-null id already occurred earlier in the input,
+    grouped by unit, and the files whose ids could not be read ({uri: reason}). "Earlier" is file
+    order, then row order, so the choice is the same on every rerun.
+
+    The driver holds every id of the run once (8 bytes per row plus the ids themselves).
+    """
+    fs = storage.filesystem(plan.files[0].uri) if plan.files else None
+    with ThreadPoolExecutor(_IO_THREADS) as pool:
+        columns = list(pool.map(lambda f: _file_ids(fs, f.uri, id_column), plan.files))
+    bad = {f.uri: f"ids not readable: {c}" for f, c in zip(plan.files, columns) if isinstance(c, str)}
+    if bad:
+        return {}, bad
+    keys = [np.arange(f.rows, dtype=np.int64) + (i << 40) for i, f in enumerate(plan.files)]
+    table = pa.table({"id": pa.chunked_array(columns) if columns else pa.array([], pa.string()),
+                      "key": pa.chunked_array([pa.array(k) for k in keys], pa.int64())})
+    table = table.filter(pc.is_valid(table["id"]))
+    firsts = table.group_by("id").aggregate([("key", "min"), ("key", "count")])
+    repeated = firsts.filter(pc.greater(firsts["key_count"], 1))
+    if repeated.num_rows == 0:
+        return {}, {}
+    later = table.filter(pc.is_in(table["id"], repeated["id"]))
+    later = later.filter(pc.invert(pc.is_in(later["key"], repeated["key_min"])))
+    return _by_unit(plan, np.sort(later["key"].to_numpy())), {}
+
+
+def _by_unit(plan: Plan, keys: np.ndarray) -> dict[int, np.ndarray]:
+    files, rows = keys >> 40, keys & ((1 << 40) - 1)
+    out: dict[int, list] = {}
+    for unit in plan.units:
+        mask = (files == unit.file) & (rows >= unit.first_row) & (rows < unit.first_row + unit.rows)
+        if mask.any():
+            out[unit.index] = rows[mask]
+    return out

@@ -1,0 +1,171 @@
+"""The stages of a scoring run: a Ray-free Scorer (token ids in, probabilities out) and the CPU
+stage functions on either side of it.
+
+    units of the input plan -> read + check + tokenize (CPU tasks) -> Scorer (actor pool)
+        -> write the unit's parts to staging (CPU tasks) -> the driver commits finished units
+
+Every input row leaves the pipeline either scored or as a dead letter with its reason (rows.py).
+The run itself (plan, lock, resume, reconcile, commit) is textcnn.score.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+from pyarrow.fs import FileSystem
+
+from textcnn import artifacts, drift, storage
+from textcnn.data import DataError, _tokenizer
+from textcnn.rows import RowLimits, check_rows
+from textcnn.text import PAD_ID, trim
+
+log = logging.getLogger(__name__)
+
+PRED_LABEL, PRED_PROB, PROB_PREFIX = "predicted_label", "predicted_prob", "prob_"
+LINEAGE = ("model_version", "vocab_hash", "run_id")
+DEAD_LETTER_COLUMNS = ("id", "source_file", "source_row", "reason", "text_prefix", "run_id")
+READ_ROWS = 8192            # rows per record batch read from a unit
+TEXT_PREFIX_CHARS = 200     # of a dead-lettered text, kept to help find the problem
+
+
+class Scorer:
+    """Loads a model directory once; each call adds class probabilities to the rows that passed
+    their checks (rows with a reason pass through with null scores)."""
+
+    def __init__(self, model_uri: str, use_gpu: bool = False, threads: int = 1,
+                 filesystem: FileSystem | None = None) -> None:
+        torch.set_num_threads(threads)
+        self.device = torch.device("cuda" if use_gpu else "cpu")
+        self.loaded = artifacts.load(model_uri, self.device, filesystem)
+        self.labels = np.array(self.loaded.labels, dtype=object)
+
+    def probabilities(self, ids: np.ndarray, chunk: int = 128) -> np.ndarray:
+        """Class probabilities (B, C) of token ids (B, L).
+
+        The model's cost grows with the padded width, so rows are sorted by length and run in chunks
+        trimmed to their own longest row. Masked pooling makes each row's score independent of the
+        chunk it lands in, so the result is the same as one full-width batch.
+        """
+        model, out = self.loaded.model, np.empty((len(ids), len(self.labels)), dtype=np.float32)
+        order = np.argsort((ids != PAD_ID).sum(axis=1), kind="stable")
+        with torch.inference_mode():
+            for rows in np.array_split(order, max(1, -(-len(ids) // chunk))):
+                x = torch.from_numpy(trim(ids[rows], model.min_length)).long().to(self.device)
+                out[rows] = torch.softmax(model(x).float(), dim=1).cpu().numpy()
+        return out
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        tokens = tokens_of(batch)                                           # (B, L)
+        good = _mask(batch["reason"].is_null())
+        probs = np.zeros((batch.num_rows, len(self.labels)), dtype=np.float32)
+        probs[good] = self.probabilities(tokens[good])
+        best = probs.argmax(axis=1)
+        out = batch.drop_columns(["tokens"])
+        out = out.append_column(PRED_LABEL, pa.array(self.labels[best], pa.string(), mask=~good))
+        out = out.append_column(PRED_PROB, pa.array(probs[np.arange(len(best)), best], mask=~good))
+        for i, name in enumerate(self.loaded.labels):
+            out = out.append_column(PROB_PREFIX + name, pa.array(probs[:, i], mask=~good))
+        return out
+
+
+def _mask(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def tokens_of(batch: pa.Table) -> np.ndarray:
+    column = batch["tokens"].combine_chunks()
+    return column.flatten().to_numpy().reshape(len(column), column.type.list_size)
+
+
+def _checked_table(unit: dict, first_row: int, rb: pa.RecordBatch, tokenizer, limits: RowLimits) -> pa.Table:
+    rows = np.arange(first_row, first_row + rb.num_rows, dtype=np.int64)
+    checked = check_rows(rb.column(0), rb.column(1), np.isin(rows, unit["dups"]), tokenizer, limits)
+    bad = checked.reasons != None  # noqa: E711
+    ids = rb.column(0)
+    return pa.table({
+        "unit": pa.array(np.full(rb.num_rows, unit["unit"], dtype=np.int32)),
+        "row": pa.array(rows),
+        "id": ids.cast(pa.string()) if pa.types.is_large_string(ids.type) else ids,
+        "reason": pa.array(checked.reasons, pa.string()),
+        "text_prefix": pa.array([t[:TEXT_PREFIX_CHARS] if b and t is not None else None
+                                 for t, b in zip(checked.texts, bad)], pa.string()),
+        "tokens": pa.FixedSizeListArray.from_arrays(pa.array(checked.tokens.ravel()), checked.tokens.shape[1]),
+    })
+
+
+def read_unit(batch: pa.Table, fs: FileSystem, id_column: str, text_column: str, vocab: dict[str, Any],
+              vocab_hash: str, limits: RowLimits) -> Iterator[pa.Table]:
+    """The CPU stage: read one unit's rows, check them and tokenize the good ones."""
+    unit = batch.to_pylist()[0]
+    tokenizer = _tokenizer(vocab, vocab_hash)
+    row = unit["first_row"]
+    try:
+        with fs.open_input_file(storage.path_of(unit["uri"])) as f:
+            for rb in pq.ParquetFile(f).iter_batches(batch_size=READ_ROWS, row_groups=unit["row_groups"],
+                                                     columns=[id_column, text_column]):
+                yield _checked_table(unit, row, rb, tokenizer, limits)
+                row += rb.num_rows
+    except (OSError, pa.ArrowException) as e:
+        raise DataError(f"{unit['uri']}: cannot read rows from {row} (row groups {unit['row_groups']}): "
+                        f"{storage.redact(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)}") from None
+
+
+def _scores_table(part: pa.Table, id_column: str, lineage: dict[str, str]) -> pa.Table:
+    keep = [c for c in part.column_names if c == PRED_LABEL or c == PRED_PROB or c.startswith(PROB_PREFIX)]
+    out = part.select(["id"] + keep).rename_columns([id_column] + keep)
+    for name, value in lineage.items():
+        out = out.append_column(name, pa.array([value] * part.num_rows, pa.string()))
+    return out
+
+
+def _dead_table(part: pa.Table, source: str, run_id: str) -> pa.Table:
+    return pa.table({"id": part["id"].cast(pa.string()), "source_file": [source] * part.num_rows,
+                     "source_row": part["row"], "reason": part["reason"], "text_prefix": part["text_prefix"],
+                     "run_id": [run_id] * part.num_rows})
+
+
+def _write(fs: FileSystem, uri: str, table: pa.Table) -> None:
+    path = storage.path_of(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    pq.write_table(table, path, filesystem=fs)
+
+
+def _unit_part(fs: FileSystem, part: pa.Table, unit_dir: str, source: str, id_column: str,
+               lineage: dict[str, str]) -> dict[str, Any]:
+    """Write one unit's rows of a block as a score file and a dead-letter file; their summary."""
+    first = int(pc.min(part["row"]).as_py())
+    bad = _mask(part["reason"].is_valid())
+    scored, dead = part.filter(pa.array(~bad)), part.filter(pa.array(bad))
+    record: dict[str, Any] = {"rows": part.num_rows, "files": []}
+    if scored.num_rows:
+        uri = storage.join(unit_dir, f"score-{first:012d}.parquet")
+        _write(fs, uri, _scores_table(scored, id_column, lineage))
+        record["files"].append({"kind": "score", "uri": uri, "rows": scored.num_rows})
+    if dead.num_rows:
+        uri = storage.join(unit_dir, f"dead-{first:012d}.parquet")
+        _write(fs, uri, _dead_table(dead, source, lineage["run_id"]))
+        record["files"].append({"kind": "dead", "uri": uri, "rows": dead.num_rows})
+    record["labels"] = dict(Counter(scored[PRED_LABEL].to_pylist()))
+    record["top_prob_histogram"] = drift.histogram(scored[PRED_PROB].to_numpy())
+    record["reasons"] = dict(Counter(dead["reason"].to_pylist()))
+    return record
+
+
+def write_parts(batch: pa.Table, fs: FileSystem, unit_dirs: dict[int, str], sources: dict[int, str],
+                id_column: str, lineage: dict[str, str]) -> pa.Table:
+    """The write stage: each unit's rows in this block to staging; one summary row per unit."""
+    out = []
+    for unit in np.unique(batch["unit"].to_numpy()).tolist():
+        part = batch.filter(pc.equal(batch["unit"], unit))
+        record = _unit_part(fs, part, unit_dirs[unit], sources[unit], id_column, lineage)
+        out.append({"unit": unit, "record": json.dumps(record)})
+    return pa.Table.from_pylist(out, schema=pa.schema([("unit", pa.int32()), ("record", pa.string())]))
