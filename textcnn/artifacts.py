@@ -5,6 +5,9 @@
     <dir>/vocab.json    the tokenizer (rules and tokens)
     <dir>/labels.json   class names in the order of the model's outputs
     <dir>/metrics.json  validation metrics of the exported epoch
+
+`textcnn export` writes the same directory with the model as TorchScript or ONNX instead of
+weights.pt (config.json names the file and its format); `load` runs either the same way.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from textcnn.text import Tokenizer
 log = logging.getLogger(__name__)
 
 FILES = ("weights.pt", "config.json", "vocab.json", "labels.json", "metrics.json")
+PYTORCH = "pytorch"
 
 
 class ModelDirError(RuntimeError):
@@ -35,7 +39,7 @@ class ModelDirError(RuntimeError):
 
 @dataclass
 class LoadedModel:
-    model: TextCNN
+    model: TextCNN            # or an ExportedModel: called the same way, ids (B, L) -> logits (B, C)
     tokenizer: Tokenizer
     labels: list[str]
     config: dict[str, Any]
@@ -77,16 +81,19 @@ def save(uri: str, state_dict: dict[str, torch.Tensor], model_config: ModelConfi
 
 def _read_checked(uri: str, fs: FileSystem | None = None) -> tuple[dict[str, Any], bytes]:
     """config.json and weights.pt, once each, after checking the directory is complete and sound."""
-    missing = [f for f in FILES if not storage.exists(storage.join(uri, f), fs)]
-    if len(missing) == len(FILES):
-        raise ModelDirError(f"{uri}: {storage.missing_reason(uri, fs) or 'holds none of ' + ', '.join(FILES)}")
+    config_uri = storage.join(uri, "config.json")
+    config = json.loads(storage.read_text(config_uri, fs)) if storage.exists(config_uri, fs) else {}
+    weights_file = config.get("weights_file", "weights.pt")
+    files = (weights_file,) + FILES[1:]
+    missing = [f for f in files if not storage.exists(storage.join(uri, f), fs)]
+    if len(missing) == len(files):
+        raise ModelDirError(f"{uri}: {storage.missing_reason(uri, fs) or 'holds none of ' + ', '.join(files)}")
     if missing:
         raise ModelDirError("; ".join(f"{storage.join(uri, f)}: missing" for f in missing))
-    config = json.loads(storage.read_text(storage.join(uri, "config.json"), fs))
-    weights = storage.read_bytes(storage.join(uri, "weights.pt"), fs)
+    weights = storage.read_bytes(storage.join(uri, weights_file), fs)
     digest = hashlib.sha256(weights).hexdigest()
     if digest != config.get("weights_sha256"):
-        raise ModelDirError(f"{storage.join(uri, 'weights.pt')}: sha256 {digest[:16]} does not "
+        raise ModelDirError(f"{storage.join(uri, weights_file)}: sha256 {digest[:16]} does not "
                             f"match config.json's {str(config.get('weights_sha256'))[:16]}")
     return config, weights
 
@@ -111,8 +118,13 @@ def load(uri: str, device: str | torch.device = "cpu", fs: FileSystem | None = N
         raise ModelDirError(f"model directory {uri} is not usable: {e}") from None
     tokenizer = Tokenizer.from_dict(json.loads(storage.read_text(storage.join(uri, "vocab.json"), fs)))
     labels = json.loads(storage.read_text(storage.join(uri, "labels.json"), fs))
-    state = torch.load(io.BytesIO(weights), map_location=device, weights_only=True)
-    model = TextCNN(model_config_from_dict(config["model"]))
-    model.load_state_dict(state)
-    model.to(device).eval()
+    fmt = config.get("format", PYTORCH)
+    if fmt == PYTORCH:
+        state = torch.load(io.BytesIO(weights), map_location=device, weights_only=True)
+        model = TextCNN(model_config_from_dict(config["model"]))
+        model.load_state_dict(state)
+        model.to(device).eval()
+    else:
+        from textcnn.export import ExportedModel
+        model = ExportedModel(fmt, weights, max(config["model"]["kernel_sizes"]), torch.device(device))
     return LoadedModel(model, tokenizer, labels, config, config["model_version"], config["vocab_hash"])

@@ -30,10 +30,11 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         from textcnn.data import DataError
         from textcnn.runs import LockedError
         from textcnn.runtime import ResourceError
+        from textcnn.export import ExportError
         from textcnn.score import DriftError, ReconcileError
         from textcnn.storage import StorageError
         known = (ConfigError, DataError, ModelDirError, ResourceError, StorageError, LockedError,
-                 DriftError, ReconcileError)
+                 DriftError, ReconcileError, ExportError)
         try:
             return fn(*args, **kwargs)
         except known as e:
@@ -152,12 +153,14 @@ def _today() -> str:
               help="Fail before committing when drift (PSI) vs the previous run is larger.")
 @click.option("--lock-ttl", default=ScoreConfig.lock_ttl, show_default=True,
               help="Seconds without a heartbeat after which another host's lock counts as stale.")
+@click.option("--explain", default=0, show_default=True, metavar="K",
+              help="Add an `explanation` column: the K n-grams behind each score.")
 @_s3_options
 @_friendly_errors
 def score_cmd(model: str, input_path: str, output: str, run_date: str | None, run_id: str | None,
               id_column: str, text_column: str, actors: int, batch_size: int, gpus: bool,
               cpus_per_actor: float, unit_rows: int, max_text_chars: int, allow_unknown_only: bool,
-              skip_bad_files: bool, max_drift: float | None, lock_ttl: float) -> None:
+              skip_bad_files: bool, max_drift: float | None, lock_ttl: float, explain: int) -> None:
     """Score INPUT with MODEL into OUTPUT/run_date=DATE/: score files, dead_letter/ and _SUCCESS."""
     from textcnn.score import score
     summary = score(ScoreConfig(
@@ -165,7 +168,7 @@ def score_cmd(model: str, input_path: str, output: str, run_date: str | None, ru
         run_id=run_id or "", id_column=id_column, text_column=text_column, actors=actors,
         batch_size=batch_size, use_gpu=gpus, cpus_per_actor=cpus_per_actor, unit_rows=unit_rows,
         max_text_chars=max_text_chars, allow_unknown_only=allow_unknown_only,
-        skip_bad_files=skip_bad_files, max_drift=max_drift, lock_ttl=lock_ttl))
+        skip_bad_files=skip_bad_files, max_drift=max_drift, lock_ttl=lock_ttl, explain=explain))
     click.echo(summary.line())
 
 
@@ -189,7 +192,41 @@ def eval_cmd(model: str, data: str, text_column: str, label_column: str, output:
     log.info("report written to %s", output)
 
 
-for _cmd in (train_cmd, score_cmd, eval_cmd):
+@click.command("export")
+@click.option("--model", required=True, help="Model directory from `textcnn train`.")
+@click.option("--format", "fmt", required=True, type=click.Choice(["torchscript", "onnx"]))
+@click.option("--output", required=True, help="Directory for the exported model.")
+@click.option("--tolerance", default=1e-4, show_default=True,
+              help="Largest probability difference from PyTorch the export may show.")
+@_s3_options
+@_friendly_errors
+def export_cmd(model: str, fmt: str, output: str, tolerance: float) -> None:
+    """Export MODEL as TorchScript or ONNX; fails unless its scores match PyTorch's."""
+    from textcnn.export import export
+    parity = export(model, fmt, output, tolerance)
+    click.echo(f"{fmt} model written to {output}: max probability difference from PyTorch "
+               f"{parity['max_abs_prob_diff']:.2e} on {parity['rows']} rows (tolerance {tolerance:g})")
+
+
+@click.command("explain")
+@click.option("--model", required=True, help="Model directory from `textcnn train`.")
+@click.option("--text", "texts", required=True, multiple=True, help="A text to explain (repeatable).")
+@click.option("-k", "--top", "k", default=5, show_default=True, help="N-grams to show per text.")
+@_s3_options
+@_friendly_errors
+def explain_cmd(model: str, texts: tuple[str, ...], k: int) -> None:
+    """Print, per text, the predicted label and the K n-grams whose filters pushed it most."""
+    from textcnn import artifacts
+    from textcnn.explain import explain_texts
+    from textcnn.model import TextCNN
+    loaded = artifacts.load(model)
+    if not isinstance(loaded.model, TextCNN):
+        raise ConfigError(f"model: explanations need the PyTorch model directory; {model} is an export")
+    for row in explain_texts(loaded.model, loaded.tokenizer, loaded.labels, list(texts), k):
+        click.echo(json.dumps(row, ensure_ascii=False))
+
+
+for _cmd in (train_cmd, score_cmd, eval_cmd, export_cmd, explain_cmd):
     main.add_command(_cmd)
 
 

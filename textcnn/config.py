@@ -120,6 +120,7 @@ class ScoreConfig:
     skip_bad_files: bool = False  # list unreadable input files in the manifest instead of failing
     max_drift: float | None = None  # fail before committing when drift vs the previous run is larger
     lock_ttl: float = 300.0       # seconds without a heartbeat after which another host's lock is stale
+    explain: int = 0              # add the top-K n-grams behind each score (0: off)
 
     def __post_init__(self) -> None:
         for name in ("model", "input", "output", "id_column", "text_column"):
@@ -140,6 +141,7 @@ class ScoreConfig:
         _check(self.max_id_chars >= 1, "max_id_chars", f"must be >= 1, got {self.max_id_chars}")
         _check(self.max_drift is None or self.max_drift >= 0, "max_drift", f"must be >= 0, got {self.max_drift}")
         _check(self.lock_ttl > 0, "lock_ttl", f"must be > 0, got {self.lock_ttl}")
+        _check(self.explain >= 0, "explain", f"must be >= 0, got {self.explain}")
 
     @property
     def run_key(self) -> str:

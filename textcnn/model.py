@@ -22,19 +22,16 @@ class TextCNN(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.num_filters * len(config.kernel_sizes), config.num_classes)
-
-    @property
-    def min_length(self) -> int:
-        """The shortest input every convolution can cover."""
-        return max(self.config.kernel_sizes)
+        self.min_length: int = max(config.kernel_sizes)   # the shortest input every convolution covers
+        self.pad_id: int = PAD_ID                          # an attribute, so TorchScript can read it
 
     def features(self, ids: torch.Tensor) -> torch.Tensor:
         # Windows that run past a row's last token are masked out of the max-pool, so a row's score
         # does not depend on how far the rest of its batch is padded. A row shorter than a kernel
         # keeps its first window (token + pads), the same whatever the batch.
-        lengths = (ids != PAD_ID).sum(dim=1, keepdim=True)        # (B, 1)
+        lengths = (ids != self.pad_id).sum(dim=1, keepdim=True)        # (B, 1)
         x = self.embedding(ids).transpose(1, 2).contiguous()      # (B, E, L); contiguous: ~30% faster convs
-        pooled = []
+        pooled: list[torch.Tensor] = []
         for conv in self.convs:
             h = F.relu(conv(x))                                   # (B, F, L-k+1)
             starts = torch.arange(h.shape[2], device=ids.device)  # (L-k+1,)

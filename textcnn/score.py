@@ -32,8 +32,9 @@ import ray.data
 from ray.data import ActorPoolStrategy
 
 from textcnn import artifacts, drift, runs, runtime, storage
-from textcnn.config import ScoreConfig, to_dict
+from textcnn.config import ConfigError, ScoreConfig, to_dict
 from textcnn.data import DataError
+from textcnn.model import TextCNN
 from textcnn.plan import Plan, duplicate_rows, plan_input
 from textcnn.rows import RowLimits
 from textcnn.stages import PRED_LABEL, PRED_PROB, PROB_PREFIX, Scorer, read_unit, write_parts
@@ -103,7 +104,11 @@ def validate(config: ScoreConfig) -> tuple[artifacts.LoadedModel, Plan, dict[int
         problems.append(str(e))
     if problems:
         raise DataError("cannot start scoring:\n" + "\n".join(problems))
-    return artifacts.load(config.model), plan, dups
+    loaded = artifacts.load(config.model)
+    if config.explain and not isinstance(loaded.model, TextCNN):
+        raise ConfigError(f"explain: needs the PyTorch model directory; {config.model} is a "
+                          f"{loaded.config.get('format')} export")
+    return loaded, plan, dups
 
 
 def _limits(config: ScoreConfig) -> RowLimits:
@@ -128,7 +133,7 @@ def _pipeline(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, du
                         batch_format="pyarrow", fn_constructor_kwargs=dict(
                             model_uri=config.model, use_gpu=config.use_gpu,
                             threads=max(1, int(config.cpus_per_actor)),
-                            filesystem=storage.filesystem(config.model)))
+                            filesystem=storage.filesystem(config.model), explain=config.explain))
     return ds.map_batches(write_parts, batch_size=max(config.batch_size, min(config.unit_rows, 16384)),
                           batch_format="pyarrow", num_cpus=0.25, fn_kwargs=dict(
                               fs=storage.filesystem(config.output),

@@ -66,3 +66,15 @@ def test_bad_model_directory_is_refused_before_scoring(tmp_path):
                           "--output", str(tmp_path / "s")], check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"{tmp_path / 'nope'}: not found" in proc.stderr
+
+
+def test_export_and_explain(tiny_model_dir, tmp_path):
+    out = run(TEXTCNN + ["export", "--model", tiny_model_dir, "--format", "torchscript",
+                         "--output", str(tmp_path / "ts")]).stdout
+    assert "torchscript model written to" in out and "max probability difference from PyTorch" in out
+    rows = [json.loads(line) for line in run(TEXTCNN + ["explain", "--model", tiny_model_dir, "--text", "a good film",
+                                                        "--text", "dull and slow", "-k", "2"]).stdout.splitlines()]
+    assert [r["text"] for r in rows] == ["a good film", "dull and slow"]
+    assert all(len(r["ngrams"]) == 2 and r["predicted_label"] in ("neg", "pos") for r in rows)
+    proc = run(TEXTCNN + ["explain", "--model", str(tmp_path / "ts"), "--text", "a good film"], check=False)
+    assert proc.returncode == 1 and "explanations need the PyTorch model directory" in proc.stderr

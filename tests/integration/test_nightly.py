@@ -156,3 +156,23 @@ def test_a_corrupt_page_behind_a_sound_footer_is_named(tiny_model_dir, tmp_path)
     with pytest.raises(DataError, match=r"part-1.parquet: cannot read rows from 0"):
         score(_config(tiny_model_dir, tmp_path / "in", tmp_path / "out"))
     assert runs.read_manifest(str(tmp_path / "out" / "run_date=2026-11-29")) is None
+
+
+def test_an_onnx_export_scores_the_same_and_explanations_ride_along(tiny_model_dir, tmp_path):
+    from textcnn.export import export
+    _corpus(tmp_path / "in", files=2, rows=300, plant=False)
+    export(tiny_model_dir, "onnx", str(tmp_path / "onnx"))
+    original = score(_config(tiny_model_dir, tmp_path / "in", tmp_path / "out", run_id="pt", run_date="",
+                             explain=2))
+    exported = score(_config(str(tmp_path / "onnx"), tmp_path / "in", tmp_path / "out", run_id="onnx",
+                             run_date=""))
+    a, b = (runs.read_run(s.run_dir).sort_by("id") for s in (original, exported))
+    assert a["id"].to_pylist() == b["id"].to_pylist() and a.num_rows == 600
+    np.testing.assert_allclose(a[PROB_PREFIX + "pos"].to_numpy(), b[PROB_PREFIX + "pos"].to_numpy(), atol=1e-4)
+    assert exported.manifest["model"]["model_version"] == json.load(open(tmp_path / "onnx" / "config.json"))["model_version"]
+    explanations = [json.loads(e) for e in a["explanation"].to_pylist()]
+    assert all(len(e) == 2 and e[0]["contribution"] >= e[1]["contribution"] for e in explanations)
+    texts = dict(zip(*(pq.read_table(tmp_path / "in").column(c).to_pylist() for c in ("id", "text"))))
+    first = a["id"][0].as_py()
+    assert all(w in texts[first].split() for g in explanations[0] for w in g["ngram"].split())
+    assert "explanation" not in b.column_names

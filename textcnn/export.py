@@ -1,0 +1,119 @@
+"""Export a model directory as TorchScript or ONNX, checked for parity before it is written.
+
+The exported directory is a model directory like any other (artifacts.py): the same vocab.json,
+labels.json and metrics.json, and a config.json that names the model file, its format and sha256,
+and the parity measured against the PyTorch model it came from. The exported model maps token ids
+(B, L) int64 to logits (B, C); batch and length are dynamic. `artifacts.load` runs it through
+ExportedModel, so `textcnn score` takes an exported directory as it takes the original.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from textcnn import artifacts, storage
+from textcnn.model import TextCNN
+from textcnn.stages import probabilities
+from textcnn.text import PAD_ID
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("torchscript", "onnx")
+MODEL_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+PARITY_ROWS = 512
+ONNX_OPSET = 17
+
+
+class ExportError(RuntimeError):
+    """The exported model cannot be written, or disagrees with the PyTorch model."""
+
+
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ExportError("ONNX needs onnxruntime and onnx: pip install 'textcnn[export]'") from None
+    return onnxruntime
+
+
+class ExportedModel:
+    """A TorchScript or ONNX model behind the TextCNN call: ids (B, L) tensor -> logits (B, C) tensor."""
+
+    def __init__(self, fmt: str, data: bytes, min_length: int, device: torch.device) -> None:
+        self.format, self.min_length, self.device = fmt, min_length, device
+        if fmt == "torchscript":
+            self.module = torch.jit.load(io.BytesIO(data), map_location=device).eval()
+        elif fmt == "onnx":
+            providers = ["CUDAExecutionProvider"] if device.type == "cuda" else []
+            self.session = _onnxruntime().InferenceSession(data, providers=providers + ["CPUExecutionProvider"])
+        else:
+            raise ExportError(f"unknown model format {fmt!r}; expected one of {FORMATS}")
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.format == "torchscript":
+            return self.module(ids)
+        logits = self.session.run(None, {"ids": ids.cpu().numpy().astype(np.int64)})[0]
+        return torch.from_numpy(logits).to(self.device)
+
+
+def _serialize(model: TextCNN, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # both exporters warn that they are legacy paths
+        if fmt == "torchscript":
+            torch.jit.save(torch.jit.script(model), buf)
+        else:
+            _onnxruntime()
+            example = torch.ones((2, model.min_length + 3), dtype=torch.long)
+            torch.onnx.export(model, (example,), buf, input_names=["ids"], output_names=["logits"],
+                              dynamic_axes={"ids": {0: "batch", 1: "length"}, "logits": {0: "batch"}},
+                              opset_version=ONNX_OPSET, dynamo=False)
+    return buf.getvalue()
+
+
+def parity_sample(vocab_size: int, max_length: int, rows: int = PARITY_ROWS, seed: int = 0) -> np.ndarray:
+    """(rows, max_length) token ids of every length from 1 to max_length, right-padded."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(2, vocab_size, size=(rows, max_length), dtype=np.int64)
+    lengths = np.resize(np.arange(1, max_length + 1), rows)
+    ids[np.arange(max_length)[None, :] >= lengths[:, None]] = PAD_ID
+    return ids
+
+
+def export(model_uri: str, fmt: str, output_uri: str, tolerance: float = 1e-4) -> dict[str, Any]:
+    """Write model_uri as fmt to output_uri once its probabilities match PyTorch's within tolerance."""
+    if fmt not in FORMATS:
+        raise ExportError(f"--format must be one of {FORMATS}, got {fmt!r}")
+    loaded = artifacts.load(model_uri)
+    data = _serialize(loaded.model, fmt)
+    exported = ExportedModel(fmt, data, loaded.model.min_length, torch.device("cpu"))
+    ids = parity_sample(len(loaded.tokenizer), loaded.tokenizer.config.max_length)
+    n, cpu = len(loaded.labels), torch.device("cpu")
+    diff = float(np.abs(probabilities(exported, ids, n, cpu) - probabilities(loaded.model, ids, n, cpu)).max())
+    parity = {"rows": len(ids), "max_abs_prob_diff": diff, "tolerance": tolerance}
+    if not diff <= tolerance:
+        raise ExportError(f"{fmt} export of {model_uri} differs from PyTorch by {diff:.2e} > {tolerance:g} "
+                          f"in probability on {len(ids)} rows; nothing written")
+    _write(model_uri, output_uri, fmt, data, loaded, parity)
+    log.info("%s model written to %s (parity %.2e on %d rows)", fmt, output_uri, diff, len(ids))
+    return parity
+
+
+def _write(model_uri: str, output_uri: str, fmt: str, data: bytes, loaded: artifacts.LoadedModel,
+           parity: dict) -> None:
+    for name in ("vocab.json", "labels.json", "metrics.json"):
+        storage.write_bytes(storage.join(output_uri, name), storage.read_bytes(storage.join(model_uri, name)))
+    storage.write_bytes(storage.join(output_uri, MODEL_FILES[fmt]), data)
+    digest = hashlib.sha256(data).hexdigest()
+    config = {**loaded.config, "format": fmt, "weights_file": MODEL_FILES[fmt], "weights_sha256": digest,
+              "model_version": digest[:16], "source_model_version": loaded.version, "parity": parity}
+    storage.write_text(storage.join(output_uri, "config.json"),   # last: marks the directory complete
+                       json.dumps(config, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
