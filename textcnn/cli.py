@@ -136,7 +136,8 @@ def _today() -> str:
 @click.option("--run-id", default=None, help="Name the run OUTPUT/run_id=ID/ instead of by date.")
 @click.option("--id-column", default="id", show_default=True)
 @click.option("--text-column", default="text", show_default=True)
-@click.option("--actors", default=1, show_default=True, help="Scoring actors.")
+@click.option("--actors", default=0, show_default=True,
+              help="Scoring actors; 0: one per CPU core of the cluster (one per GPU with --gpus).")
 @click.option("--batch-size", default=ScoreConfig.batch_size, show_default=True)
 @click.option("--gpus", is_flag=True, help="One GPU per actor.")
 @click.option("--cpus-per-actor", default=ScoreConfig.cpus_per_actor, show_default=True,

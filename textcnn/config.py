@@ -109,9 +109,9 @@ class ScoreConfig:
     run_id: str = ""              # instead of run_date: <output>/run_id=<run_id>/
     id_column: str = "id"
     text_column: str = "text"
-    actors: int = 1
+    actors: int = 0               # 0: from the cluster, one per CPU core (one per GPU with use_gpu)
     use_gpu: bool = False
-    cpus_per_actor: float = 0.5
+    cpus_per_actor: float = 0.5   # the other half of each core tokenizes and writes
     batch_size: int = 512
     unit_rows: int = 50_000       # rows per unit of work: committed, and skipped on resume, as one
     max_text_chars: int = 100_000  # longer texts are dead-lettered, not truncated silently
@@ -133,7 +133,7 @@ class ScoreConfig:
             _check(re.fullmatch(RUN_ID_RE, self.run_id) is not None, "run_id",
                    f"must match {RUN_ID_RE}, got {self.run_id!r}")
         _check(self.id_column != self.text_column, "text_column", "must differ from id_column")
-        _check(self.actors >= 1, "actors", f"must be >= 1, got {self.actors}")
+        _check(self.actors >= 0, "actors", f"must be >= 0 (0: from the cluster), got {self.actors}")
         _check(self.cpus_per_actor > 0, "cpus_per_actor", f"must be > 0, got {self.cpus_per_actor}")
         _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _check(self.unit_rows >= 1, "unit_rows", f"must be >= 1, got {self.unit_rows}")

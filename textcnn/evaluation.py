@@ -6,7 +6,7 @@ import numpy as np
 
 from textcnn.data import check_columns
 from textcnn.metrics import classification_report
-from textcnn.stages import Scorer
+from textcnn.scorer import Scorer
 
 
 def evaluate_parquet(model_uri: str, data_uri: str, text_column: str = "text",

@@ -21,7 +21,7 @@ import torch
 
 from textcnn import artifacts, storage
 from textcnn.model import TextCNN
-from textcnn.stages import probabilities
+from textcnn.scorer import probabilities
 from textcnn.text import PAD_ID
 
 log = logging.getLogger(__name__)

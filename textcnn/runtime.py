@@ -27,6 +27,12 @@ def ensure_ray() -> None:
         log.info("started a local Ray with %s", ray.cluster_resources())
 
 
+def default_actors(use_gpu: bool) -> int:
+    """Scoring actors for this cluster: one per GPU, or one per CPU core."""
+    have = ray.cluster_resources()
+    return max(1, int(have.get("GPU", 0) if use_gpu else have.get("CPU", 1)))
+
+
 def require(cpus: float, gpus: float, what: str) -> None:
     """Fail clearly when the cluster cannot ever hold cpus/gpus at once."""
     have = ray.cluster_resources()

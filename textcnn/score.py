@@ -16,6 +16,7 @@ here, keyed by (file, row), which is unique by construction.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import logging
@@ -37,7 +38,8 @@ from textcnn.data import DataError
 from textcnn.model import TextCNN
 from textcnn.plan import Plan, duplicate_rows, plan_input
 from textcnn.rows import RowLimits
-from textcnn.stages import PRED_LABEL, PRED_PROB, PROB_PREFIX, Scorer, read_unit, write_parts
+from textcnn.scorer import Scorer
+from textcnn.stages import PRED_LABEL, PRED_PROB, PROB_PREFIX, read_unit, write_parts
 
 __all__ = ["PRED_LABEL", "PRED_PROB", "PROB_PREFIX", "Scorer", "RunSummary", "score", "ReconcileError",
            "DriftError"]
@@ -159,8 +161,11 @@ def _score_pending(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Pla
                    lineage: dict[str, str]) -> dict[int, dict]:
     """Run the pipeline over the pending units, committing each unit as soon as all its rows are in."""
     runtime.ensure_ray()
+    config = dataclasses.replace(config, actors=config.actors or runtime.default_actors(config.use_gpu))
     runtime.require(config.actors * config.cpus_per_actor, config.actors if config.use_gpu else 0,
                     f"scoring with {config.actors} actor(s)")
+    log.info("scoring with %d actor(s) of %g CPU%s", config.actors, config.cpus_per_actor,
+             " and 1 GPU" if config.use_gpu else "")
     expected = {u.index: u.rows for u in pending}
     parts: dict[int, list] = {u: [] for u in expected}
     done: dict[int, dict] = {}
@@ -174,6 +179,7 @@ def _score_pending(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Pla
             if seen == expected[unit]:
                 done[unit] = _merge(parts.pop(unit))
                 staging.commit_unit(unit, done[unit])
+    log.debug("Ray Data stats:\n%s", ds.stats())
     missing = sorted(set(expected) - set(done))
     if missing:
         raise ReconcileError(f"{len(missing)} unit(s) did not complete, e.g. {missing[:5]}")

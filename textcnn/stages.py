@@ -1,11 +1,10 @@
-"""The stages of a scoring run: a Ray-free Scorer (token ids in, probabilities out) and the CPU
-stage functions on either side of it.
+"""The CPU stages of a scoring run, on either side of the Scorer actors (scorer.py):
 
-    units of the input plan -> read + check + tokenize (CPU tasks) -> Scorer (actor pool)
-        -> write the unit's parts to staging (CPU tasks) -> the driver commits finished units
+    read + check + tokenize one unit (tasks) -> Scorer (actors) -> write each unit's parts (tasks)
 
-Every input row leaves the pipeline either scored or as a dead letter with its reason (rows.py).
-The run itself (plan, lock, resume, reconcile, commit) is textcnn.score.
+Every input row leaves either scored or as a dead letter with its reason (rows.py). Nothing here
+imports torch, so the task workers start in a fraction of a second; the run itself (plan, lock,
+resume, reconcile, commit) is textcnn.score.
 """
 
 from __future__ import annotations
@@ -20,89 +19,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 from pyarrow.fs import FileSystem
 
-from textcnn import artifacts, drift, storage
+from textcnn import drift, storage
 from textcnn.data import DataError, _tokenizer
-from textcnn.explain import top_ngrams
-from textcnn.model import TextCNN
 from textcnn.rows import RowLimits, check_rows
-from textcnn.text import PAD_ID, trim
 
 log = logging.getLogger(__name__)
 
 PRED_LABEL, PRED_PROB, PROB_PREFIX = "predicted_label", "predicted_prob", "prob_"
 EXPLANATION = "explanation"     # with --explain K: JSON [{"ngram", "contribution"}], strongest first
 LINEAGE = ("model_version", "vocab_hash", "run_id")
-DEAD_LETTER_COLUMNS = ("id", "source_file", "source_row", "reason", "text_prefix", "run_id")
 READ_ROWS = 8192            # rows per record batch read from a unit
 TEXT_PREFIX_CHARS = 200     # of a dead-lettered text, kept to help find the problem
 
 
-class Scorer:
-    """Loads a model directory once; each call adds class probabilities to the rows that passed
-    their checks (rows with a reason pass through with null scores)."""
-
-    def __init__(self, model_uri: str, use_gpu: bool = False, threads: int = 1,
-                 filesystem: FileSystem | None = None, explain: int = 0) -> None:
-        torch.set_num_threads(threads)
-        self.device = torch.device("cuda" if use_gpu else "cpu")
-        self.loaded = artifacts.load(model_uri, self.device, filesystem)
-        self.labels = np.array(self.loaded.labels, dtype=object)
-        self.explain = explain
-        if explain and not isinstance(self.loaded.model, TextCNN):
-            raise ValueError(f"{model_uri}: explanations need the PyTorch model directory, not an export")
-
-    def probabilities(self, ids: np.ndarray, chunk: int = 128) -> np.ndarray:
-        return probabilities(self.loaded.model, ids, len(self.labels), self.device, chunk)
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        tokens = tokens_of(batch)                                           # (B, L)
-        good = _mask(batch["reason"].is_null())
-        probs = np.zeros((batch.num_rows, len(self.labels)), dtype=np.float32)
-        probs[good] = self.probabilities(tokens[good])
-        best = probs.argmax(axis=1)
-        out = batch.drop_columns(["tokens"])
-        out = out.append_column(PRED_LABEL, pa.array(self.labels[best], pa.string(), mask=~good))
-        out = out.append_column(PRED_PROB, pa.array(probs[np.arange(len(best)), best], mask=~good))
-        for i, name in enumerate(self.loaded.labels):
-            out = out.append_column(PROB_PREFIX + name, pa.array(probs[:, i], mask=~good))
-        if self.explain:
-            out = out.append_column(EXPLANATION, pa.array(self._explanations(tokens, best, good), pa.string()))
-        return out
-
-    def _explanations(self, tokens: np.ndarray, best: np.ndarray, good: np.ndarray) -> list[str | None]:
-        """JSON lists of the top n-grams of each good row; unknown words show as <unk>."""
-        vocab = self.loaded.tokenizer.tokens
-        rows = np.flatnonzero(good)
-        words = [[vocab[i] for i in tokens[r] if i != PAD_ID] for r in rows]
-        ngrams = top_ngrams(self.loaded.model, tokens[rows], best[rows], words, self.explain)
-        out: list[str | None] = [None] * len(tokens)
-        for r, row in zip(rows, ngrams):
-            out[r] = json.dumps([{"ngram": g.text, "contribution": round(g.contribution, 4)} for g in row],
-                                ensure_ascii=False)
-        return out
-
-
-def probabilities(model: Any, ids: np.ndarray, num_classes: int, device: torch.device,
-                  chunk: int = 128) -> np.ndarray:
-    """Class probabilities (B, C) of token ids (B, L) under model (a TextCNN or an exported one).
-
-    The model's cost grows with the padded width, so rows are sorted by length and run in chunks
-    trimmed to their own longest row. Masked pooling makes each row's score independent of the
-    chunk it lands in, so the result is the same as one full-width batch.
-    """
-    out = np.empty((len(ids), num_classes), dtype=np.float32)
-    order = np.argsort((ids != PAD_ID).sum(axis=1), kind="stable")
-    with torch.inference_mode():
-        for rows in np.array_split(order, max(1, -(-len(ids) // chunk))):
-            x = torch.from_numpy(trim(ids[rows], model.min_length)).long().to(device)
-            out[rows] = torch.softmax(model(x).float(), dim=1).cpu().numpy()
-    return out
-
-
-def _mask(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
+def as_mask(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=bool)
 
 
@@ -168,7 +100,7 @@ def _unit_part(fs: FileSystem, part: pa.Table, unit_dir: str, source: str, id_co
                lineage: dict[str, str]) -> dict[str, Any]:
     """Write one unit's rows of a block as a score file and a dead-letter file; their summary."""
     first = int(pc.min(part["row"]).as_py())
-    bad = _mask(part["reason"].is_valid())
+    bad = as_mask(part["reason"].is_valid())
     scored, dead = part.filter(pa.array(~bad)), part.filter(pa.array(bad))
     record: dict[str, Any] = {"rows": part.num_rows, "files": []}
     if scored.num_rows:

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from textcnn import artifacts, runs
-from textcnn.stages import PROB_PREFIX, Scorer
+from textcnn.scorer import Scorer
+from textcnn.stages import PROB_PREFIX
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,8 @@ from textcnn.config import ScoreConfig
 from textcnn.data import DataError
 from textcnn.rows import REASONS
 from textcnn.score import DriftError, score
-from textcnn.stages import PRED_LABEL, PROB_PREFIX, Scorer
+from textcnn.scorer import Scorer
+from textcnn.stages import PRED_LABEL, PROB_PREFIX
 
 pytestmark = pytest.mark.integration
 

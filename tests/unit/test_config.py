@@ -14,7 +14,7 @@ pytestmark = pytest.mark.unit
     (lambda: TrainConfig(train="t", output="o", workers=0), "workers"),
     (lambda: TrainConfig(train="t", output="o", val_fraction=1.5), "val_fraction"),
     (lambda: TrainConfig(train="t", output="o", text_column="x", label_column="x"), "label_column"),
-    (lambda: ScoreConfig(model="m", input="i", output="o", run_id="r", actors=0), "actors"),
+    (lambda: ScoreConfig(model="m", input="i", output="o", run_id="r", actors=-1), "actors"),
     (lambda: ScoreConfig(model="m", input="i", output="o", run_id="r", id_column="t", text_column="t"),
      "text_column"),
     (lambda: ScoreConfig(model="m", input="i", output="o"), "run_date"),

@@ -7,7 +7,7 @@ import torch
 
 from textcnn import artifacts
 from textcnn.export import ExportError, ExportedModel, export, parity_sample
-from textcnn.stages import probabilities
+from textcnn.scorer import probabilities
 
 pytestmark = pytest.mark.unit
 

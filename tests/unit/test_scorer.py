@@ -3,7 +3,8 @@ import pyarrow as pa
 import pytest
 import torch
 
-from textcnn.stages import PRED_LABEL, PRED_PROB, PROB_PREFIX, Scorer, tokens_of
+from textcnn.scorer import Scorer
+from textcnn.stages import PRED_LABEL, PRED_PROB, PROB_PREFIX, tokens_of
 
 pytestmark = pytest.mark.unit
 

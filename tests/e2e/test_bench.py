@@ -1,0 +1,22 @@
+"""jobs/bench.py runs end to end and prints every figure (their values are not asserted: no timed tests)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_prints_the_ceiling_the_run_memory_and_the_tokenizer(tmp_path):
+    proc = subprocess.run([sys.executable, "jobs/bench.py", "--rows", "1275", "--scale", "2",
+                           "--workdir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    for needle in ("bare loop", "scoring run", "x bare", "tokenizer alone", "1,275 rows:", "2,550 rows:",
+                   "actor peak at 2x the corpus"):
+        assert needle in out, out
+    assert "actor     0 MiB" not in out        # the actor's memory was really read
