@@ -59,12 +59,15 @@ def _report(runs, bare, tokens, threads, actors, cpus_per_actor) -> None:
     one = runs[0]
     ratio = one.rows_per_second / bare
     mib = 2**20
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
     lines = [
         f"bare loop (1 process, {threads} torch threads)   {bare:10,.0f} rows/s",
         f"scoring run ({actors} actor(s) x {cpus_per_actor:g} CPU)       {one.rows_per_second:10,.0f} rows/s"
-        f"  = {ratio:.2f} x bare   [target >= {bench.TARGET_RATIO}: {'met' if ratio >= bench.TARGET_RATIO else 'NOT met'}]",
+        f"  = {ratio:.2f} x bare   [target >= {bench.TARGET_RATIO}: {verdict(ratio >= bench.TARGET_RATIO)}]",
         f"tokenizer alone, 1 core                 {tokens:10,.0f} docs/s"
-        f"  [target >= fastText's {bench.FASTTEXT_DOCS_PER_S:,}: {'met' if tokens >= bench.FASTTEXT_DOCS_PER_S else 'NOT met'}]",
+        f"  [target >= fastText's {bench.FASTTEXT_DOCS_PER_S:,}: {verdict(tokens >= bench.FASTTEXT_DOCS_PER_S)}]",
     ]
     for r in runs:
         lines.append(f"{r.rows:>11,} rows: {r.rows_per_second:8,.0f} rows/s = {r.rows_per_second / bare:.2f} x bare, "
@@ -73,7 +76,7 @@ def _report(runs, bare, tokens, threads, actors, cpus_per_actor) -> None:
     if len(runs) > 1 and runs[0].actor_peak_bytes:
         growth = runs[1].actor_peak_bytes / runs[0].actor_peak_bytes
         lines.append(f"actor peak at {runs[1].rows // runs[0].rows}x the corpus = {growth:.2f} x at 1x   "
-                     f"[target <= {bench.TARGET_MEMORY}: {'met' if growth <= bench.TARGET_MEMORY else 'NOT met'}]")
+                     f"[target <= {bench.TARGET_MEMORY}: {verdict(growth <= bench.TARGET_MEMORY)}]")
     click.echo("\n".join(lines))
 
 

@@ -28,9 +28,9 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from textcnn.artifacts import ModelDirError
         from textcnn.data import DataError
+        from textcnn.export import ExportError
         from textcnn.runs import LockedError
         from textcnn.runtime import ResourceError
-        from textcnn.export import ExportError
         from textcnn.score import DriftError, ReconcileError
         from textcnn.storage import StorageError
         known = (ConfigError, DataError, ModelDirError, ResourceError, StorageError, LockedError,

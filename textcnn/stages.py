@@ -72,8 +72,9 @@ def read_unit(batch: pa.Table, fs: FileSystem, id_column: str, text_column: str,
                 yield _checked_table(unit, row, rb, tokenizer, limits)
                 row += rb.num_rows
     except (OSError, pa.ArrowException) as e:
-        raise DataError(f"{unit['uri']}: cannot read rows from {row} (row groups {unit['row_groups']}): "
-                        f"{storage.redact(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)}") from None
+        reason = storage.redact(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        raise DataError(f"{unit['uri']}: cannot read rows from {row} "
+                        f"(row groups {unit['row_groups']}): {reason}") from None
 
 
 def _scores_table(part: pa.Table, id_column: str, lineage: dict[str, str]) -> pa.Table:

@@ -122,7 +122,7 @@ def test_lock_refuses_a_second_run_and_a_killed_run_resumes_to_the_same_rows(job
     assert again.wait(timeout=600) == 0, jobs.log("again")
     manifest = runs.read_manifest(str(jobs.out / f"run_date={DATE}"))
     assert manifest["resume"]["units_reused"] >= committed and manifest["resume"]["units"] == 160
-    assert f"80,000 scored + 0 dead-lettered of 80,000 rows" in jobs.log("again")
+    assert "80,000 scored + 0 dead-lettered of 80,000 rows" in jobs.log("again")
     scores = runs.read_run(str(jobs.out / f"run_date={DATE}")).sort_by("id")
     expected = jobs.table.sort_by("id")
     assert scores["id"].to_pylist() == expected["id"].to_pylist()       # each row once

@@ -170,7 +170,8 @@ def test_an_onnx_export_scores_the_same_and_explanations_ride_along(tiny_model_d
     a, b = (runs.read_run(s.run_dir).sort_by("id") for s in (original, exported))
     assert a["id"].to_pylist() == b["id"].to_pylist() and a.num_rows == 600
     np.testing.assert_allclose(a[PROB_PREFIX + "pos"].to_numpy(), b[PROB_PREFIX + "pos"].to_numpy(), atol=1e-4)
-    assert exported.manifest["model"]["model_version"] == json.load(open(tmp_path / "onnx" / "config.json"))["model_version"]
+    onnx_config = json.load(open(tmp_path / "onnx" / "config.json"))
+    assert exported.manifest["model"]["model_version"] == onnx_config["model_version"]
     explanations = [json.loads(e) for e in a["explanation"].to_pylist()]
     assert all(len(e) == 2 and e[0]["contribution"] >= e[1]["contribution"] for e in explanations)
     texts = dict(zip(*(pq.read_table(tmp_path / "in").column(c).to_pylist() for c in ("id", "text"))))

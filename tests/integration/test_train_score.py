@@ -11,8 +11,8 @@ from tests.conftest import dataset
 from textcnn import artifacts
 from textcnn.config import ScoreConfig, TrainConfig
 from textcnn.evaluation import evaluate_parquet
-from textcnn.runtime import ResourceError
 from textcnn.runs import read_run
+from textcnn.runtime import ResourceError
 from textcnn.score import PRED_LABEL, PRED_PROB, PROB_PREFIX, score
 from textcnn.train import fit
 

@@ -1,7 +1,14 @@
 import pytest
 
-from textcnn.config import (ConfigError, ModelConfig, ScoreConfig, TokenizerConfig, TrainConfig, to_dict,
-                            train_config_from_dict)
+from textcnn.config import (
+    ConfigError,
+    ModelConfig,
+    ScoreConfig,
+    TokenizerConfig,
+    TrainConfig,
+    to_dict,
+    train_config_from_dict,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from textcnn import artifacts
-from textcnn.export import ExportError, ExportedModel, export, parity_sample
+from textcnn.export import ExportedModel, ExportError, export, parity_sample
 from textcnn.scorer import probabilities
 
 pytestmark = pytest.mark.unit
