@@ -31,8 +31,7 @@ def parquet_dataset(uri: str) -> pads.Dataset:
     try:
         return pads.dataset(path, filesystem=fs, format="parquet")
     except (OSError, pa.ArrowInvalid) as e:
-        reason = storage.redact(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
-        raise DataError(f"{uri}: cannot read as Parquet: {reason}") from None
+        raise DataError(f"{uri}: cannot read as Parquet: {storage.reason(e)}") from None
 
 
 def check_columns(uri: str, columns: list[str], what: str) -> pads.Dataset:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from textcnn.model import TextCNN
-from textcnn.text import CJK_CHARS, PAD_ID
+from textcnn.text import CJK_CHARS, PAD_ID, split
 
 _CJK_CHAR = re.compile(rf"^[{CJK_CHARS}]$")
 
@@ -73,16 +73,19 @@ def window_contributions(model: TextCNN, ids: torch.Tensor, target: torch.Tensor
     return out
 
 
+def _as_input(model: TextCNN, ids: np.ndarray) -> torch.Tensor:
+    """Token ids as the model's input, right-padded to the widest kernel when shorter."""
+    x = torch.from_numpy(np.ascontiguousarray(ids)).long()                      # (B, L)
+    return F.pad(x, (0, max(0, model.min_length - x.shape[1])), value=PAD_ID)
+
+
 def top_ngrams(model: TextCNN, ids: np.ndarray, target: np.ndarray, tokens: list[list[str]],
                k: int) -> list[list[NGram]]:
     """The k n-grams that pushed each row's target class most, strongest first.
 
     ids: (B, L) token ids; target: (B,) class index per row; tokens: each row's tokens, for the text.
     """
-    ids_t = torch.from_numpy(np.ascontiguousarray(ids)).long()
-    if ids_t.shape[1] < model.min_length:
-        ids_t = F.pad(ids_t, (0, model.min_length - ids_t.shape[1]), value=PAD_ID)
-    per_width = window_contributions(model, ids_t, torch.from_numpy(target).long())
+    per_width = window_contributions(model, _as_input(model, ids), torch.from_numpy(target).long())
     widths = [conv.kernel_size[0] for conv in model.convs]
     out = []
     for row in range(len(ids)):
@@ -97,13 +100,9 @@ def top_ngrams(model: TextCNN, ids: np.ndarray, target: np.ndarray, tokens: list
 
 def explain_texts(model: TextCNN, tokenizer, labels: list[str], texts: list[str], k: int) -> list[dict]:
     """Each text's predicted label and probability, and the k n-grams behind it (as in `textcnn explain`)."""
-    from textcnn.text import split
     ids = tokenizer.encode(texts)                                               # (B, L)
     with torch.inference_mode():
-        x = torch.from_numpy(ids).long()
-        if x.shape[1] < model.min_length:
-            x = F.pad(x, (0, model.min_length - x.shape[1]), value=PAD_ID)
-        probs = torch.softmax(model(x), dim=1).numpy()
+        probs = torch.softmax(model(_as_input(model, ids)), dim=1).numpy()
     best = probs.argmax(axis=1)
     tokens = [split(t, tokenizer.config.lowercase)[: tokenizer.config.max_length] for t in texts]
     ngrams = top_ngrams(model, ids, best, tokens, k)

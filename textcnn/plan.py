@@ -87,7 +87,7 @@ def _footer(fs: FileSystem, path: str) -> pq.FileMetaData | str:
         with fs.open_input_file(path) as f:
             return pq.ParquetFile(f).metadata
     except (OSError, pa.ArrowException) as e:
-        return storage.redact(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        return storage.reason(e)
 
 
 def _column_problems(uri: str, schema: pa.Schema, id_column: str, text_column: str) -> list[str]:
@@ -168,7 +168,7 @@ def _file_ids(fs: FileSystem, uri: str, id_column: str) -> pa.Array | str:
         with fs.open_input_file(storage.path_of(uri)) as f:
             ids = pq.read_table(f, columns=[id_column]).column(0).combine_chunks()
     except (OSError, pa.ArrowException) as e:
-        return storage.redact(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        return storage.reason(e)
     return ids.cast(pa.string()) if pa.types.is_large_string(ids.type) else ids
 
 

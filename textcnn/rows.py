@@ -63,25 +63,26 @@ def _flag(reasons: np.ndarray, mask, reason: str) -> None:
     reasons[mask] = reason
 
 
-def _mask(array: pa.Array) -> np.ndarray:
+def as_mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean Arrow array as NumPy, nulls as False."""
     return np.asarray(array.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _id_checks(ids: pa.Array, reasons: np.ndarray, duplicate: np.ndarray, limits: RowLimits) -> None:
-    _flag(reasons, _mask(ids.is_null()), "id_null")
+    _flag(reasons, as_mask(ids.is_null()), "id_null")
     if pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type):
-        _flag(reasons, _mask(pc.equal(pc.utf8_trim_whitespace(ids), "")), "id_empty")
-        _flag(reasons, _mask(pc.greater(pc.utf8_length(ids), limits.max_id_chars)), "id_too_long")
+        _flag(reasons, as_mask(pc.equal(pc.utf8_trim_whitespace(ids), "")), "id_empty")
+        _flag(reasons, as_mask(pc.greater(pc.utf8_length(ids), limits.max_id_chars)), "id_too_long")
     _flag(reasons, duplicate, "id_duplicate")
 
 
 def _text_checks(texts: list, undecodable: np.ndarray, reasons: np.ndarray, limits: RowLimits) -> None:
     arr = pa.array(texts, type=pa.string())
     _flag(reasons, undecodable, "text_invalid_utf8")
-    _flag(reasons, _mask(arr.is_null()), "text_null")
-    _flag(reasons, _mask(pc.match_substring_regex(arr, _CONTROL)), "text_control_chars")
-    _flag(reasons, _mask(pc.greater(pc.utf8_length(arr), limits.max_text_chars)), "text_too_long")
-    _flag(reasons, _mask(pc.equal(pc.utf8_trim_whitespace(arr), "")), "text_empty")
+    _flag(reasons, as_mask(arr.is_null()), "text_null")
+    _flag(reasons, as_mask(pc.match_substring_regex(arr, _CONTROL)), "text_control_chars")
+    _flag(reasons, as_mask(pc.greater(pc.utf8_length(arr), limits.max_text_chars)), "text_too_long")
+    _flag(reasons, as_mask(pc.equal(pc.utf8_trim_whitespace(arr), "")), "text_empty")
 
 
 def check_rows(ids: pa.Array, text: pa.Array, duplicate: np.ndarray, tokenizer: Tokenizer,

@@ -92,8 +92,11 @@ class RunSummary:
 
 def validate(config: ScoreConfig) -> tuple[artifacts.LoadedModel, Plan, dict[int, np.ndarray]]:
     """The model, the input plan and its duplicate ids; one DataError naming every problem found."""
-    problems = [f"model directory {p}" for p in artifacts.verify(config.model)]
-    plan, dups = None, {}
+    problems, loaded, plan, dups = [], None, None, {}
+    try:
+        loaded = artifacts.load(config.model)        # checks every file and the weights' hash
+    except artifacts.ModelDirError as e:
+        problems.append(str(e))
     try:
         plan = plan_input(config.input, config.id_column, config.text_column, config.unit_rows,
                           config.skip_bad_files)
@@ -106,7 +109,6 @@ def validate(config: ScoreConfig) -> tuple[artifacts.LoadedModel, Plan, dict[int
         problems.append(str(e))
     if problems:
         raise DataError("cannot start scoring:\n" + "\n".join(problems))
-    loaded = artifacts.load(config.model)
     if config.explain and not isinstance(loaded.model, TextCNN):
         raise ConfigError(f"explain: needs the PyTorch model directory; {config.model} is a "
                           f"{loaded.config.get('format')} export")

@@ -14,7 +14,8 @@ from pyarrow.fs import FileSystem
 from textcnn import artifacts
 from textcnn.explain import top_ngrams
 from textcnn.model import TextCNN
-from textcnn.stages import EXPLANATION, PRED_LABEL, PRED_PROB, PROB_PREFIX, as_mask, tokens_of
+from textcnn.rows import as_mask
+from textcnn.stages import EXPLANATION, PRED_LABEL, PRED_PROB, PROB_PREFIX, tokens_of
 from textcnn.text import PAD_ID, trim
 
 

@@ -23,7 +23,7 @@ from pyarrow.fs import FileSystem
 
 from textcnn import drift, storage
 from textcnn.data import DataError, _tokenizer
-from textcnn.rows import RowLimits, check_rows
+from textcnn.rows import RowLimits, as_mask, check_rows
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,6 @@ EXPLANATION = "explanation"     # with --explain K: JSON [{"ngram", "contributio
 LINEAGE = ("model_version", "vocab_hash", "run_id")
 READ_ROWS = 8192            # rows per record batch read from a unit
 TEXT_PREFIX_CHARS = 200     # of a dead-lettered text, kept to help find the problem
-
-
-def as_mask(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def tokens_of(batch: pa.Table) -> np.ndarray:
@@ -72,9 +68,8 @@ def read_unit(batch: pa.Table, fs: FileSystem, id_column: str, text_column: str,
                 yield _checked_table(unit, row, rb, tokenizer, limits)
                 row += rb.num_rows
     except (OSError, pa.ArrowException) as e:
-        reason = storage.redact(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
         raise DataError(f"{unit['uri']}: cannot read rows from {row} "
-                        f"(row groups {unit['row_groups']}): {reason}") from None
+                        f"(row groups {unit['row_groups']}): {storage.reason(e)}") from None
 
 
 def _scores_table(part: pa.Table, id_column: str, lineage: dict[str, str]) -> pa.Table:

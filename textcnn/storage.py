@@ -128,9 +128,14 @@ def dirname(uri: str) -> str:
     return os.path.dirname(os.path.abspath(uri.rstrip("/")))
 
 
+def reason(e: Exception) -> str:
+    """An error's first line (or its type when it has no message), credentials redacted."""
+    text = str(e).strip()
+    return redact(text.splitlines()[0] if text else type(e).__name__)
+
+
 def _fail(uri: str, e: Exception) -> StorageError:
-    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return StorageError(f"{uri}: {redact(reason)}")
+    return StorageError(f"{uri}: {reason(e)}")
 
 
 def read_bytes(uri: str, fs: pafs.FileSystem | None = None) -> bytes:

@@ -19,12 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import free_port, wait_for_port
-from textcnn import artifacts
-from textcnn.config import ModelConfig, TokenizerConfig
+from textcnn.bench import untrained_model
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN, make_corpus
-from textcnn.model import TextCNN
 from textcnn.runs import read_run
-from textcnn.text import VocabBuilder
 
 pytestmark = pytest.mark.e2e
 
@@ -147,18 +144,9 @@ def _wait_for(predicate, what, timeout=300):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _untrained_full_size_model(path: Path) -> None:
-    """A default-sized model over the sample's vocabulary: scoring costs what a trained one does."""
-    builder = VocabBuilder(TokenizerConfig())
-    builder.update(pq.read_table(SAMPLE_TRAIN, columns=["text"]).column("text").to_pylist())
-    tokenizer = builder.build()
-    config = ModelConfig(vocab_size=len(tokenizer), num_classes=2)
-    artifacts.save(str(path), TextCNN(config).state_dict(), config, tokenizer, ["fresh", "rotten"], {})
-
-
 def test_scoring_survives_losing_the_worker_node(cluster, tmp_path):
     model = tmp_path / "model"
-    _untrained_full_size_model(model)
+    untrained_model(str(model))      # default-sized: scoring costs what a trained model's does
     worker = cluster.add_worker()
     corpus = tmp_path / "corpus"
     rows = make_corpus(SAMPLE_TEST, str(corpus), copies=80, files=16)        # 102,000 rows
