@@ -30,9 +30,12 @@ def tiny_model_dir(tmp_path: Path) -> str:
     builder = VocabBuilder(TokenizerConfig(max_length=16))
     builder.update(["a good film", "a bad film", "great fun", "dull and slow"])
     tokenizer = builder.build()
-    config = ModelConfig(vocab_size=len(tokenizer), num_classes=2, embed_dim=8, num_filters=4)
+    config = ModelConfig(vocab_size=len(tokenizer), num_classes=2, embed_dim=8, num_filters=4, kernel_sizes=(3, 4, 5),
+                         ngram_buckets=1024)
     torch.manual_seed(0)
     model = TextCNN(config)
+    with torch.no_grad():
+        model.ngrams.weight.normal_(std=0.5)      # untrained, but the n-gram branch counts in every score
     out = str(tmp_path / "model")
     artifacts.save(out, model.state_dict(), config, tokenizer, ["neg", "pos"], {"note": "untrained"})
     return out
@@ -50,7 +53,6 @@ from dataclasses import dataclass
 import pyarrow.fs as pafs
 
 from textcnn import storage
-
 
 
 def free_port() -> int:

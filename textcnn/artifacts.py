@@ -4,6 +4,7 @@
     <dir>/config.json   model and training config, the weights' sha256 and the vocabulary hash
     <dir>/vocab.json    the tokenizer (rules and tokens)
     <dir>/labels.json   class names in the order of the model's outputs
+    (multi-label models: config.json also holds each class's threshold, tuned on validation)
     <dir>/metrics.json  validation metrics of the exported epoch
 
 `textcnn export` writes the same directory with the model as TorchScript or ONNX instead of
@@ -46,6 +47,15 @@ class LoadedModel:
     version: str          # sha256 of weights.pt, 16 hex digits
     vocab_hash: str
 
+    @property
+    def multi_label(self) -> bool:
+        return bool(self.config["model"].get("multi_label", False))
+
+    @property
+    def thresholds(self) -> list[float] | None:
+        """Per-class decision thresholds of a multi-label model; None for single-label."""
+        return self.config.get("thresholds")
+
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
@@ -59,7 +69,7 @@ def _weights_bytes(state_dict: dict[str, torch.Tensor]) -> bytes:
 
 def save(uri: str, state_dict: dict[str, torch.Tensor], model_config: ModelConfig,
          tokenizer: Tokenizer, labels: list[str], metrics: dict[str, Any],
-         train_config: dict[str, Any] | None = None) -> str:
+         train_config: dict[str, Any] | None = None, thresholds: list[float] | None = None) -> str:
     """Write a complete model directory; returns the model version (hash of the weights)."""
     weights = _weights_bytes(state_dict)
     version = hashlib.sha256(weights).hexdigest()[:16]
@@ -70,6 +80,8 @@ def save(uri: str, state_dict: dict[str, torch.Tensor], model_config: ModelConfi
         "model_version": version,
         "vocab_hash": tokenizer.hash(),
     }
+    if model_config.multi_label:
+        config["thresholds"] = [float(t) for t in thresholds] if thresholds else [0.5] * len(labels)
     storage.write_bytes(storage.join(uri, "weights.pt"), weights)
     storage.write_text(storage.join(uri, "vocab.json"), _dumps(tokenizer.to_dict()))
     storage.write_text(storage.join(uri, "labels.json"), _dumps(list(labels)))
@@ -122,6 +134,7 @@ def load(uri: str, device: str | torch.device = "cpu", fs: FileSystem | None = N
     if fmt == PYTORCH:
         state = torch.load(io.BytesIO(weights), map_location=device, weights_only=True)
         model = TextCNN(model_config_from_dict(config["model"]))
+        state.setdefault("ngrams.weight", model.ngrams.weight.detach())   # saved before the n-gram branch
         model.load_state_dict(state)
         model.to(device).eval()
     else:

@@ -33,10 +33,10 @@ TARGET_RATIO, TARGET_MEMORY, FASTTEXT_DOCS_PER_S = 0.85, 1.2, 60_000
 
 def untrained_model(path: str) -> str:
     """A default-sized model over the sample's vocabulary: it costs what a trained one costs."""
-    builder = VocabBuilder(TokenizerConfig())
+    builder = VocabBuilder(TokenizerConfig(max_length=64))
     builder.update(pq.read_table(SAMPLE_TRAIN, columns=["text"]).column("text").to_pylist())
     tokenizer = builder.build()
-    config = ModelConfig(vocab_size=len(tokenizer), num_classes=2)
+    config = ModelConfig(vocab_size=len(tokenizer), num_classes=2, kernel_sizes=(3, 4, 5))
     torch.manual_seed(0)
     artifacts.save(path, TextCNN(config).state_dict(), config, tokenizer, ["fresh", "rotten"], {})
     return path

@@ -12,7 +12,16 @@ from typing import Any
 
 import click
 
-from textcnn.config import PLACEMENTS, ConfigError, ModelConfig, ScoreConfig, TokenizerConfig, TrainConfig
+from textcnn.config import (
+    CLASS_WEIGHTS,
+    PLACEMENTS,
+    PRECISIONS,
+    ConfigError,
+    ModelConfig,
+    ScoreConfig,
+    TokenizerConfig,
+    TrainConfig,
+)
 
 log = logging.getLogger("textcnn")
 
@@ -81,46 +90,110 @@ def main(verbose: bool) -> None:
     _setup_logging(verbose)
 
 
+def _kernel_sizes(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...]:
+    if not value:
+        return ()
+    try:
+        return tuple(int(k) for k in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected widths like 3,4,5, got {value!r}") from None
+
+
+_T, _M = TrainConfig, ModelConfig
+
+
 @click.command("train")
 @click.option("--train", "train_path", required=True, help="Training Parquet file or folder.")
 @click.option("--output", required=True, help="Model directory to write.")
 @click.option("--val", "val_path", default=None, help="Validation Parquet; default: 10% of --train.")
 @click.option("--text-column", default="text", show_default=True)
-@click.option("--label-column", default="label", show_default=True)
+@click.option("--label-column", default="label", show_default=True,
+              help="Class names; a list column (list<string>) trains a multi-label model.")
 @click.option("--workers", default=1, show_default=True, help="Ray Train workers (DDP).")
 @click.option("--gpus", is_flag=True, help="One GPU per worker.")
-@click.option("--epochs", default=TrainConfig.epochs, show_default=True)
-@click.option("--batch-size", default=TrainConfig.batch_size, show_default=True, help="Per worker.")
-@click.option("--lr", default=TrainConfig.lr, show_default=True)
-@click.option("--max-length", default=TokenizerConfig.max_length, show_default=True,
-              help="Tokens kept per text.")
+@click.option("--epochs", default=_T.epochs, show_default=True, help="At most; early stopping may end sooner.")
+@click.option("--patience", default=_T.patience, show_default=True,
+              help="Epochs without a better validation metric before stopping (0: never).")
+@click.option("--batch-size", default=_T.batch_size, show_default=True, help="Per worker.")
+@click.option("--lr", default=_T.lr, show_default=True, help="Peak AdamW learning rate.")
+@click.option("--ngram-lr", default=_T.ngram_lr, show_default=True, help="Peak rate of the n-gram branch.")
+@click.option("--warmup", "warmup_fraction", default=_T.warmup_fraction, show_default=True,
+              help="Share of the steps spent warming up; the rate then decays linearly to 0.")
+@click.option("--weight-decay", default=_T.weight_decay, show_default=True)
+@click.option("--clip-norm", default=_T.clip_norm, show_default=True, help="Gradient norm clipping (0: off).")
+@click.option("--class-weights", default=_T.class_weights, show_default=True,
+              type=click.Choice(CLASS_WEIGHTS), help="balanced: weigh classes inversely to their frequency.")
+@click.option("--precision", default=_T.precision, show_default=True, type=click.Choice(PRECISIONS),
+              help="auto: bf16 autocast on GPU, fp32 on CPU.")
+@click.option("--max-length", default=0, show_default=True,
+              help="Tokens kept per text; 0: the training texts' 95th percentile (16..512).")
+@click.option("--kernel-sizes", default=None, callback=_kernel_sizes,
+              help="Convolution widths, e.g. 3,4,5; default: 1,2,3 for CJK text, 3,4,5 otherwise.")
+@click.option("--filters", "num_filters", default=_M.num_filters, show_default=True, help="Per width.")
+@click.option("--embed-dim", default=_M.embed_dim, show_default=True)
+@click.option("--dropout", default=_M.dropout, show_default=True)
+@click.option("--ngram-buckets", default=_M.ngram_buckets, show_default=True,
+              help="Hash buckets of the linear unigram+bigram branch added to the CNN's logits (0: off).")
+@click.option("--embeddings", default=None,
+              help="word2vec/GloVe text file: starting vectors of the words it has (sets --embed-dim).")
+@click.option("--freeze-embeddings", is_flag=True,
+              help="Keep the --embeddings vectors as read (words not in the file still learn).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--storage-path", default=None, help="Where Ray Train keeps checkpoints.")
 @click.option("--run-name", default=None, help="Ray Train run name; reuse it to resume a run.")
-@click.option("--max-failures", default=TrainConfig.max_failures, show_default=True,
+@click.option("--max-failures", default=_T.max_failures, show_default=True,
               help="Restarts from the last checkpoint after a worker or node failure (-1: forever).")
-@click.option("--placement", default=TrainConfig.placement, show_default=True,
+@click.option("--placement", default=_T.placement, show_default=True,
               type=click.Choice(PLACEMENTS),
               help="How Ray places the workers over nodes.")
 @_s3_options
 @_friendly_errors
-def train_cmd(train_path: str, output: str, val_path: str | None, text_column: str, label_column: str,
-              workers: int, gpus: bool, epochs: int, batch_size: int, lr: float, max_length: int,
-              seed: int, storage_path: str | None, run_name: str | None, max_failures: int,
-              placement: str) -> None:
+def train_cmd(train_path: str, output: str, val_path: str | None, max_length: int,
+              kernel_sizes: tuple[int, ...], num_filters: int, embed_dim: int, dropout: float,
+              ngram_buckets: int, gpus: bool, **options: Any) -> None:
     """Train a text CNN on Ray Train and export the best epoch to OUTPUT."""
     from textcnn.train import fit
-    config = TrainConfig(train=train_path, output=output, val=val_path, text_column=text_column,
-                         label_column=label_column, workers=workers, use_gpu=gpus, epochs=epochs,
-                         batch_size=batch_size, lr=lr, seed=seed, storage_path=storage_path,
-                         run_name=run_name, max_failures=max_failures, placement=placement,
-                         model=ModelConfig(),
+    config = TrainConfig(train=train_path, output=output, val=val_path, use_gpu=gpus, **options,
+                         model=ModelConfig(kernel_sizes=kernel_sizes, num_filters=num_filters,
+                                           embed_dim=embed_dim, dropout=dropout, ngram_buckets=ngram_buckets),
                          tokenizer=TokenizerConfig(max_length=max_length))
     result = fit(config)
     m = result.metrics
-    click.echo(f"model {result.model_version} written to {result.output}: best epoch {m['epoch']}, "
-               f"val accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
-               f"{result.seconds:.1f} s")
+    click.echo(f"model {result.model_version} written to {result.output}: best epoch {m['epoch']} of "
+               f"{len(result.history)}, val accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
+               f"micro-F1 {m['micro_f1']:.4f}, {result.seconds:.1f} s")
+
+
+@click.command("tune")
+@click.option("--train", "train_path", required=True, help="Training Parquet file or folder.")
+@click.option("--output", required=True, help="Model directory for the best trial's best epoch.")
+@click.option("--val", "val_path", default=None, help="Validation Parquet; default: 10% of --train.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--samples", default=8, show_default=True, help="Hyperparameter draws (trials).")
+@click.option("--epochs", default=_T.epochs, show_default=True, help="At most, per trial.")
+@click.option("--grace-epochs", default=1, show_default=True,
+              help="Epochs every trial runs before ASHA may stop it.")
+@click.option("--cpus-per-trial", default=1.0, show_default=True)
+@click.option("--max-length", default=0, show_default=True, help="0: from the training texts.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--storage-path", default=None, help="Where Ray Tune keeps trials; default <output>/../_tune.")
+@click.option("--run-name", default=None, help="Ray Tune experiment name.")
+@_s3_options
+@_friendly_errors
+def tune_cmd(train_path: str, output: str, val_path: str | None, samples: int, grace_epochs: int,
+             cpus_per_trial: float, max_length: int, **options: Any) -> None:
+    """Search embedding size, widths, filters, dropout and learning rate with Ray Tune (ASHA);
+    export the best model to OUTPUT."""
+    from textcnn.tune import run_search
+    config = TrainConfig(train=train_path, output=output, val=val_path, **options,
+                         tokenizer=TokenizerConfig(max_length=max_length))
+    result = run_search(config, samples, cpus_per_trial, grace_epochs)
+    for t in sorted(result.trials, key=lambda t: -t["best_val_metric"]):
+        click.echo("trial " + json.dumps(t))
+    click.echo(f"best {json.dumps(result.best)}: val accuracy {result.metrics['accuracy']:.4f}, "
+               f"macro-F1 {result.metrics['macro_f1']:.4f}; model {result.model_version} written to "
+               f"{result.output} ({result.seconds:.1f} s)")
 
 
 def _today() -> str:
@@ -178,19 +251,23 @@ def score_cmd(model: str, input_path: str, output: str, run_date: str | None, ru
 @click.option("--data", required=True, help="Labelled Parquet file or folder.")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
-@click.option("--output", default=None, help="Where to write the JSON report; default <model>/eval.json.")
+@click.option("--output", default=None,
+              help="Where to write the JSON report (default <model>/eval.json); the confusion-matrix PNG "
+                   "goes beside it (eval_confusion.png).")
 @_s3_options
 @_friendly_errors
 def eval_cmd(model: str, data: str, text_column: str, label_column: str, output: str | None) -> None:
     """Print accuracy, macro-F1, per-class precision/recall and the confusion matrix as JSON."""
     from textcnn import storage
     from textcnn.evaluation import evaluate_parquet
+    from textcnn.plots import confusion_matrix
     report = evaluate_parquet(model, data, text_column, label_column)
     output = output or storage.join(model, "eval.json")
     text = json.dumps(report, indent=2, ensure_ascii=False)
     storage.write_text(output, text + "\n")
     click.echo(text)
     log.info("report written to %s", output)
+    confusion_matrix(report, output.removesuffix(".json") + "_confusion.png")
 
 
 @click.command("export")
@@ -227,7 +304,7 @@ def explain_cmd(model: str, texts: tuple[str, ...], k: int) -> None:
         click.echo(json.dumps(row, ensure_ascii=False))
 
 
-for _cmd in (train_cmd, score_cmd, eval_cmd, export_cmd, explain_cmd):
+for _cmd in (train_cmd, tune_cmd, score_cmd, eval_cmd, export_cmd, explain_cmd):
     main.add_command(_cmd)
 
 

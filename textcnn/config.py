@@ -23,17 +23,19 @@ def _check(ok: bool, name: str, why: str) -> None:
 
 
 PLACEMENTS = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+PRECISIONS = ("auto", "fp32", "bf16")        # auto: bf16 autocast on GPU, fp32 on CPU
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 @dataclass(frozen=True)
 class TokenizerConfig:
     lowercase: bool = True
-    max_length: int = 64          # tokens kept per text; longer texts are truncated
+    max_length: int = 0           # tokens kept per text (longer texts are truncated); 0: from the corpus
     min_count: int = 1            # a token seen fewer times in training maps to <unk>
     max_vocab: int = 50_000       # including <pad> and <unk>
 
     def __post_init__(self) -> None:
-        _check(self.max_length >= 1, "max_length", f"must be >= 1, got {self.max_length}")
+        _check(self.max_length >= 0, "max_length", f"must be >= 1 (0: from the corpus), got {self.max_length}")
         _check(self.min_count >= 1, "min_count", f"must be >= 1, got {self.min_count}")
         _check(self.max_vocab >= 3, "max_vocab", f"must be >= 3, got {self.max_vocab}")
 
@@ -43,19 +45,22 @@ class ModelConfig:
     vocab_size: int = 0           # set from the vocabulary when training starts
     num_classes: int = 2
     embed_dim: int = 128
-    kernel_sizes: tuple[int, ...] = (3, 4, 5)
+    kernel_sizes: tuple[int, ...] = ()  # n-gram widths; empty: from the corpus (textcnn.presets)
     num_filters: int = 100
     dropout: float = 0.5
+    multi_label: bool = False     # sigmoid per class instead of softmax; set from the label column
+    ngram_buckets: int = 262_144  # hashed unigram+bigram linear branch added to the logits (0: off)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kernel_sizes", tuple(int(k) for k in self.kernel_sizes))
         _check(self.vocab_size >= 0, "vocab_size", f"must be >= 0, got {self.vocab_size}")
         _check(self.num_classes >= 2, "num_classes", f"must be >= 2, got {self.num_classes}")
         _check(self.embed_dim >= 1, "embed_dim", f"must be >= 1, got {self.embed_dim}")
-        _check(len(self.kernel_sizes) >= 1 and min(self.kernel_sizes) >= 1,
-               "kernel_sizes", f"must be one or more widths >= 1, got {self.kernel_sizes}")
+        _check(not self.kernel_sizes or min(self.kernel_sizes) >= 1,
+               "kernel_sizes", f"must be widths >= 1 (none: from the corpus), got {self.kernel_sizes}")
         _check(self.num_filters >= 1, "num_filters", f"must be >= 1, got {self.num_filters}")
         _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        _check(self.ngram_buckets >= 0, "ngram_buckets", f"must be >= 0 (0: off), got {self.ngram_buckets}")
 
 
 @dataclass(frozen=True)
@@ -68,10 +73,18 @@ class TrainConfig:
     workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: float = 0.5  # fractional: whole CPUs starve Ray Data on small machines
-    epochs: int = 6
+    epochs: int = 6               # at most; early stopping may end sooner
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float = 3e-3              # peak AdamW rate, reached after warm-up, then decayed linearly to 0
+    ngram_lr: float = 3e-2        # peak rate of the n-gram branch: a linear model wants larger steps
     weight_decay: float = 0.0
+    warmup_fraction: float = 0.1  # of all steps
+    patience: int = 3             # epochs without a better validation metric before stopping (0: never)
+    clip_norm: float = 1.0        # gradient norm clipping (0: off)
+    class_weights: str = "none"   # "balanced": loss weights inversely proportional to class frequency
+    precision: str = "auto"       # "auto": bf16 autocast on GPU, fp32 on CPU
+    embeddings: str | None = None     # word2vec/GloVe text file initialising known words' vectors
+    freeze_embeddings: bool = False   # the file's vectors stay as read; other words still learn
     val_fraction: float = 0.1
     seed: int = 0
     storage_path: str | None = None   # Ray Train checkpoints; default <output>/../_checkpoints
@@ -89,7 +102,16 @@ class TrainConfig:
         _check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        _check(self.ngram_lr > 0, "ngram_lr", f"must be > 0, got {self.ngram_lr}")
         _check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _check(0.0 <= self.warmup_fraction < 1.0, "warmup_fraction", f"must be in [0, 1), got {self.warmup_fraction}")
+        _check(self.patience >= 0, "patience", f"must be >= 0 (0: no early stopping), got {self.patience}")
+        _check(self.clip_norm >= 0, "clip_norm", f"must be >= 0 (0: off), got {self.clip_norm}")
+        _check(self.class_weights in CLASS_WEIGHTS, "class_weights",
+               f"must be one of {CLASS_WEIGHTS}, got {self.class_weights!r}")
+        _check(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
+        _check(not self.freeze_embeddings or bool(self.embeddings), "freeze_embeddings",
+               "needs an embeddings file")
         _check(0.0 < self.val_fraction < 1.0, "val_fraction", f"must be in (0, 1), got {self.val_fraction}")
         _check(self.text_column != self.label_column, "label_column", "must differ from text_column")
         _check(self.max_failures >= -1, "max_failures", f"must be >= -1 (-1: forever), got {self.max_failures}")
@@ -163,7 +185,8 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def model_config_from_dict(d: dict[str, Any]) -> ModelConfig:
-    return ModelConfig(**d)
+    # models saved before the n-gram branch existed have no such key, and no such weights
+    return ModelConfig(**{"ngram_buckets": 0, **d})
 
 
 def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:

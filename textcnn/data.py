@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,7 +15,7 @@ from ray.data import Dataset
 
 from textcnn import storage
 from textcnn.config import TrainConfig
-from textcnn.text import Tokenizer, VocabBuilder
+from textcnn.text import Tokenizer, VocabBuilder, is_cjk
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +73,46 @@ def read_labelled(config: TrainConfig) -> tuple[Dataset, Dataset]:
     return tuple(train.train_test_split(test_size=config.val_fraction, shuffle=True, seed=config.seed))
 
 
-def vocabulary_and_labels(ds: Dataset, config: TrainConfig) -> tuple[Tokenizer, list[str]]:
-    """One streaming pass over the training texts: the vocabulary and the sorted class names."""
-    builder, labels, rows = VocabBuilder(config.tokenizer), set(), 0
+@dataclass
+class Survey:
+    """What one streaming pass over the training split learns: token counts, classes, lengths."""
+    builder: VocabBuilder
+    labels: list[str]
+    multi_label: bool
+    class_counts: list[int]       # rows per class (multi-label: rows carrying the class)
+    rows: int
+    length_p95: int               # tokens per text, 95th percentile
+    cjk_share: float              # share of tokens that are single CJK characters
+
+
+def _label_lists(column: pa.ChunkedArray | pa.Array, multi_label: bool) -> list[list[str]]:
+    if multi_label:
+        return [[str(v) for v in row] for row in column.to_pylist()]
+    return [[str(v)] for v in column.to_pylist()]
+
+
+def survey(ds: Dataset, config: TrainConfig) -> Survey:
+    """One streaming pass over the training texts and labels (a list column means multi-label)."""
+    label_type = ds.schema().base_schema.field(config.label_column).type
+    multi_label = pa.types.is_list(label_type) or pa.types.is_large_list(label_type)
+    builder, counts, rows, lengths, cjk = VocabBuilder(config.tokenizer), Counter(), 0, [], 0
     for batch in ds.iter_batches(batch_size=8192, batch_format="pyarrow"):
         label_col = batch.column(config.label_column)
         if label_col.null_count:
             raise DataError(f"training data {config.train}: {label_col.null_count} row(s) with a null "
                             f"'{config.label_column}'")
-        builder.update(batch.column(config.text_column).to_pylist())
-        labels.update(str(v) for v in label_col.to_pylist())
+        for names in _label_lists(label_col, multi_label):
+            counts.update(set(names))
+        for tokens in builder.update(batch.column(config.text_column).to_pylist()):
+            lengths.append(len(tokens))
+            cjk += sum(1 for t in tokens if len(t) == 1 and is_cjk(t))
         rows += batch.num_rows
-    if len(labels) < 2:
+    if len(counts) < 2:
         raise DataError(f"training data {config.train}: needs at least 2 classes in "
-                        f"'{config.label_column}', found {sorted(labels)} in {rows} rows")
-    return builder.build(), sorted(labels)
+                        f"'{config.label_column}', found {sorted(counts)} in {rows} rows")
+    labels = sorted(counts)
+    return Survey(builder, labels, multi_label, [counts[name] for name in labels], rows,
+                  int(np.percentile(lengths, 95)) if lengths else 1, cjk / max(sum(lengths), 1))
 
 
 _TOKENIZERS: dict[str, Tokenizer] = {}
@@ -98,16 +125,32 @@ def _tokenizer(vocab: dict[str, Any], vocab_hash: str) -> Tokenizer:
     return _TOKENIZERS[vocab_hash]
 
 
+def encode_labels(column: pa.ChunkedArray | pa.Array, label_ids: dict[str, int], multi_label: bool,
+                  where: str) -> np.ndarray:
+    """Class ids (N,) int64, or multi-hot rows (N, C) float32; a label outside label_ids is named."""
+    names = _label_lists(column, multi_label)
+    unknown = sorted({n for row in names for n in row} - label_ids.keys())
+    if unknown:
+        raise DataError(f"{where}: labels {unknown[:10]} are not among the training classes {sorted(label_ids)}")
+    if not multi_label:
+        return np.array([label_ids[row[0]] for row in names], dtype=np.int64)
+    out = np.zeros((len(names), len(label_ids)), dtype=np.float32)
+    for r, row in enumerate(names):
+        out[r, [label_ids[n] for n in row]] = 1.0
+    return out
+
+
 def _encode_labelled(batch: pa.Table, vocab: dict[str, Any], vocab_hash: str, label_ids: dict[str, int],
-                     text_column: str, label_column: str) -> dict[str, np.ndarray]:
+                     multi_label: bool, text_column: str, label_column: str) -> dict[str, np.ndarray]:
     ids = _tokenizer(vocab, vocab_hash).encode(batch.column(text_column).to_pylist())  # (B, L)
-    labels = np.array([label_ids[str(v)] for v in batch.column(label_column).to_pylist()], dtype=np.int64)
+    labels = encode_labels(batch.column(label_column), label_ids, multi_label, f"column '{label_column}'")
     return {"ids": ids, "label": labels}
 
 
-def encode_labelled(ds: Dataset, tokenizer: Tokenizer, labels: list[str], config: TrainConfig) -> Dataset:
+def encode_labelled(ds: Dataset, tokenizer: Tokenizer, labels: list[str], multi_label: bool,
+                    config: TrainConfig) -> Dataset:
     return ds.map_batches(
         _encode_labelled, batch_format="pyarrow", num_cpus=0.5,
         fn_kwargs=dict(vocab=tokenizer.to_dict(), vocab_hash=tokenizer.hash(),
-                       label_ids={name: i for i, name in enumerate(labels)},
+                       label_ids={name: i for i, name in enumerate(labels)}, multi_label=multi_label,
                        text_column=config.text_column, label_column=config.label_column))

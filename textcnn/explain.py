@@ -5,7 +5,8 @@ w * value to every class logit. Against the other classes, a filter pushes the p
 (W[c, f] - mean of W[j != c, f]) * value. Summing that over the filters that kept the same window
 gives each n-gram's contribution; together with the head's bias they add up to the predicted
 logit's margin over the mean of the others, so the n-grams are the whole explanation, not a proxy.
-Ray-free.
+The model's n-gram branch adds each unigram's and bigram's own margin term as windows of width 1
+and 2, so the sum stays exact. Ray-free.
 """
 
 from __future__ import annotations
@@ -70,7 +71,24 @@ def window_contributions(model: TextCNN, ids: torch.Tensor, target: torch.Tensor
         np.add.at(acc, (np.arange(ids.shape[0])[:, None], pos.cpu().numpy()), contrib)
         out.append(acc)
         offset += h.shape[1]
+    return out + _ngram_contributions(model, ids, target)
+
+
+def _ngram_contributions(model: TextCNN, ids: torch.Tensor, target: torch.Tensor) -> list[np.ndarray]:
+    """The n-gram branch's unigram and bigram terms at each position, as margins of the target class."""
+    if model.buckets <= 0:
+        return []
+    out = []
+    for terms in model.ngram_terms(ids):                                # (B, L, C)
+        own = terms.gather(2, target.view(-1, 1, 1).expand(-1, terms.shape[1], 1)).squeeze(2)   # (B, L)
+        others = (terms.sum(dim=2) - own) / max(terms.shape[2] - 1, 1)
+        out.append((own - others if terms.shape[2] > 1 else own).double().cpu().numpy())
     return out
+
+
+def widths(model: TextCNN) -> list[int]:
+    """The window width of each array window_contributions returns."""
+    return [conv.kernel_size[0] for conv in model.convs] + ([1, 2] if model.buckets > 0 else [])
 
 
 def _as_input(model: TextCNN, ids: np.ndarray) -> torch.Tensor:
@@ -86,10 +104,9 @@ def top_ngrams(model: TextCNN, ids: np.ndarray, target: np.ndarray, tokens: list
     ids: (B, L) token ids; target: (B,) class index per row; tokens: each row's tokens, for the text.
     """
     per_width = window_contributions(model, _as_input(model, ids), torch.from_numpy(target).long())
-    widths = [conv.kernel_size[0] for conv in model.convs]
     out = []
     for row in range(len(ids)):
-        candidates = [(acc[row, s], s, w) for acc, w in zip(per_width, widths)
+        candidates = [(acc[row, s], s, w) for acc, w in zip(per_width, widths(model))
                       for s in np.flatnonzero(acc[row])]
         candidates.sort(key=lambda c: -c[0])
         n = len(tokens[row])

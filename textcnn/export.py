@@ -96,8 +96,9 @@ def export(model_uri: str, fmt: str, output_uri: str, tolerance: float = 1e-4) -
     data = _serialize(loaded.model, fmt)
     exported = ExportedModel(fmt, data, loaded.model.min_length, torch.device("cpu"))
     ids = parity_sample(len(loaded.tokenizer), loaded.tokenizer.config.max_length)
-    n, cpu = len(loaded.labels), torch.device("cpu")
-    diff = float(np.abs(probabilities(exported, ids, n, cpu) - probabilities(loaded.model, ids, n, cpu)).max())
+    n, cpu, multi = len(loaded.labels), torch.device("cpu"), loaded.multi_label
+    diff = float(np.abs(probabilities(exported, ids, n, cpu, multi_label=multi)
+                        - probabilities(loaded.model, ids, n, cpu, multi_label=multi)).max())
     parity = {"rows": len(ids), "max_abs_prob_diff": diff, "tolerance": tolerance}
     if not diff <= tolerance:
         raise ExportError(f"{fmt} export of {model_uri} differs from PyTorch by {diff:.2e} > {tolerance:g} "

@@ -15,7 +15,7 @@ from textcnn import artifacts
 from textcnn.explain import top_ngrams
 from textcnn.model import TextCNN
 from textcnn.rows import as_mask
-from textcnn.stages import EXPLANATION, PRED_LABEL, PRED_PROB, PROB_PREFIX, tokens_of
+from textcnn.stages import EXPLANATION, PRED_LABEL, PRED_LABELS, PRED_PROB, PROB_PREFIX, tokens_of
 from textcnn.text import PAD_ID, trim
 
 
@@ -34,7 +34,8 @@ class Scorer:
             raise ValueError(f"{model_uri}: explanations need the PyTorch model directory, not an export")
 
     def probabilities(self, ids: np.ndarray, chunk: int = 128) -> np.ndarray:
-        return probabilities(self.loaded.model, ids, len(self.labels), self.device, chunk)
+        return probabilities(self.loaded.model, ids, len(self.labels), self.device, chunk,
+                             self.loaded.multi_label)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         tokens = tokens_of(batch)                                           # (B, L)
@@ -45,11 +46,19 @@ class Scorer:
         out = batch.drop_columns(["tokens"])
         out = out.append_column(PRED_LABEL, pa.array(self.labels[best], pa.string(), mask=~good))
         out = out.append_column(PRED_PROB, pa.array(probs[np.arange(len(best)), best], mask=~good))
+        if self.loaded.multi_label:
+            out = out.append_column(PRED_LABELS, self._label_sets(probs, good))
         for i, name in enumerate(self.loaded.labels):
             out = out.append_column(PROB_PREFIX + name, pa.array(probs[:, i], mask=~good))
         if self.explain:
             out = out.append_column(EXPLANATION, pa.array(self._explanations(tokens, best, good), pa.string()))
         return out
+
+    def _label_sets(self, probs: np.ndarray, good: np.ndarray) -> pa.Array:
+        """Multi-label: every class at or above its threshold, per row (null for bad rows)."""
+        above = probs >= np.asarray(self.loaded.thresholds, dtype=np.float32)[None, :]  # (B, C)
+        rows = [list(self.labels[a]) if g else None for a, g in zip(above, good)]
+        return pa.array(rows, pa.list_(pa.string()))
 
     def _explanations(self, tokens: np.ndarray, best: np.ndarray, good: np.ndarray) -> list[str | None]:
         """JSON lists of the top n-grams of each good row; unknown words show as <unk>."""
@@ -65,8 +74,9 @@ class Scorer:
 
 
 def probabilities(model: Any, ids: np.ndarray, num_classes: int, device: torch.device,
-                  chunk: int = 128) -> np.ndarray:
-    """Class probabilities (B, C) of token ids (B, L) under model (a TextCNN or an exported one).
+                  chunk: int = 128, multi_label: bool = False) -> np.ndarray:
+    """Class probabilities (B, C) of token ids (B, L) under model (a TextCNN or an exported one):
+    softmax, or a sigmoid per class for a multi-label model.
 
     The model's cost grows with the padded width, so rows are sorted by length and run in chunks
     trimmed to their own longest row. Masked pooling makes each row's score independent of the
@@ -77,7 +87,8 @@ def probabilities(model: Any, ids: np.ndarray, num_classes: int, device: torch.d
     with torch.inference_mode():
         for rows in np.array_split(order, max(1, -(-len(ids) // chunk))):
             x = torch.from_numpy(trim(ids[rows], model.min_length)).long().to(device)
-            out[rows] = torch.softmax(model(x).float(), dim=1).cpu().numpy()
+            logits = model(x).float()                                               # (b, C)
+            out[rows] = (torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=1)).cpu().numpy()
     return out
 
 

@@ -28,6 +28,7 @@ from textcnn.rows import RowLimits, as_mask, check_rows
 log = logging.getLogger(__name__)
 
 PRED_LABEL, PRED_PROB, PROB_PREFIX = "predicted_label", "predicted_prob", "prob_"
+PRED_LABELS = "predicted_labels"   # multi-label models: every class at or above its threshold
 EXPLANATION = "explanation"     # with --explain K: JSON [{"ngram", "contribution"}], strongest first
 LINEAGE = ("model_version", "vocab_hash", "run_id")
 READ_ROWS = 8192            # rows per record batch read from a unit
@@ -73,7 +74,8 @@ def read_unit(batch: pa.Table, fs: FileSystem, id_column: str, text_column: str,
 
 
 def _scores_table(part: pa.Table, id_column: str, lineage: dict[str, str]) -> pa.Table:
-    keep = [c for c in part.column_names if c in (PRED_LABEL, PRED_PROB, EXPLANATION) or c.startswith(PROB_PREFIX)]
+    keep = [c for c in part.column_names
+            if c in (PRED_LABEL, PRED_LABELS, PRED_PROB, EXPLANATION) or c.startswith(PROB_PREFIX)]
     out = part.select(["id"] + keep).rename_columns([id_column] + keep)
     for name, value in lineage.items():
         out = out.append_column(name, pa.array([value] * part.num_rows, pa.string()))

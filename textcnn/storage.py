@@ -9,10 +9,13 @@ needing them in its own environment. Credentials never appear in a message: erro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -155,6 +158,21 @@ def write_bytes(uri: str, data: bytes, fs: pafs.FileSystem | None = None) -> Non
             f.write(data)
     except OSError as e:
         raise _fail(uri, e) from None
+
+
+@contextlib.contextmanager
+def open_input(uri: str, fs: pafs.FileSystem | None = None) -> Iterator[Any]:
+    """A binary stream of uri, read as it goes (for files too large to hold); missing: StorageError."""
+    reason_missing = missing_reason(uri, fs)
+    if reason_missing:
+        raise StorageError(f"{uri}: {reason_missing}")
+    fs, path = resolve(uri, fs)
+    try:
+        stream = fs.open_input_stream(path)
+    except OSError as e:
+        raise _fail(uri, e) from None
+    with stream:
+        yield stream
 
 
 def read_text(uri: str, fs: pafs.FileSystem | None = None) -> str:

@@ -25,6 +25,11 @@ PAD_ID, UNK_ID = 0, 1
 # Han, kana, hangul and CJK punctuation blocks: one token per character.
 CJK_CHARS = "\u2e80-\u2fdf\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
 _TOKEN_RE = re.compile(rf"[{CJK_CHARS}]|[^\W{CJK_CHARS}]+|[^\w\s]")
+_CJK_RE = re.compile(rf"[{CJK_CHARS}]")
+
+
+def is_cjk(char: str) -> bool:
+    return _CJK_RE.match(char) is not None
 
 
 def split(text: str | None, lowercase: bool = True) -> list[str]:
@@ -40,6 +45,8 @@ class Tokenizer:
     def __init__(self, tokens: Sequence[str], config: TokenizerConfig) -> None:
         if len(tokens) < 2 or tokens[PAD_ID] != PAD or tokens[UNK_ID] != UNK:
             raise ValueError("vocabulary must start with <pad>, <unk>")
+        if config.max_length < 1:
+            raise ValueError("a tokenizer needs max_length resolved (>= 1); 0 means 'from the corpus'")
         self.tokens = list(tokens)
         self.config = config
         self._ids = {t: i for i, t in enumerate(self.tokens)}
@@ -84,15 +91,21 @@ class VocabBuilder:
         self.config = config
         self.counts: Counter[str] = Counter()
 
-    def update(self, texts: Iterable[Any]) -> None:
-        for text in texts:
-            self.counts.update(split(text, self.config.lowercase))
+    def update(self, texts: Iterable[Any]) -> list[list[str]]:
+        """Count the tokens of texts; returns them, one list per text."""
+        split_texts = [split(text, self.config.lowercase) for text in texts]
+        for tokens in split_texts:
+            self.counts.update(tokens)
+        return split_texts
 
-    def build(self) -> Tokenizer:
-        keep = [(t, c) for t, c in self.counts.items() if c >= self.config.min_count]
+    def build(self, config: TokenizerConfig | None = None) -> Tokenizer:
+        """The frozen vocabulary, under config (default: the builder's; the counts do not depend on
+        max_length, so a length chosen after counting can be given here)."""
+        config = config or self.config
+        keep = [(t, c) for t, c in self.counts.items() if c >= config.min_count]
         keep.sort(key=lambda tc: (-tc[1], tc[0]))  # by count, ties by token: deterministic
-        tokens = [PAD, UNK] + [t for t, _ in keep[: self.config.max_vocab - 2]]
-        return Tokenizer(tokens, self.config)
+        tokens = [PAD, UNK] + [t for t, _ in keep[: config.max_vocab - 2]]
+        return Tokenizer(tokens, config)
 
 
 def trim(ids, min_width: int):

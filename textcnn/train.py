@@ -1,4 +1,4 @@
-"""Training: a Ray-free core (train_epoch, evaluate) and a thin Ray Train layer (train_func, fit).
+"""Training on Ray Train: a thin layer (train_func, fit) over the Ray-free core in textcnn.loop.
 
 One code path from 1 to N workers, CPU or GPU: the same train_func runs under TorchTrainer with
 ScalingConfig(num_workers, use_gpu); DDP comes from prepare_model.
@@ -7,11 +7,11 @@ ScalingConfig(num_workers, use_gpu); DDP comes from prepare_model.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,60 +20,19 @@ import ray
 import ray.train
 import ray.train.torch
 import torch
-import torch.nn.functional as F
+from ray.data import Dataset
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from textcnn import artifacts, runtime, storage
+from textcnn import artifacts, embeddings, plots, presets, runtime, storage
 from textcnn.config import ModelConfig, TrainConfig, to_dict, train_config_from_dict
-from textcnn.data import check_labelled, encode_labelled, read_labelled, vocabulary_and_labels
-from textcnn.metrics import classification_report
+from textcnn.data import check_labelled, encode_labelled, read_labelled, survey
+from textcnn.embeddings import apply_vectors
+from textcnn.loop import Loop, Objective, _unwrap, optimizer_and_schedule, run_epochs
 from textcnn.model import TextCNN
-from textcnn.text import trim
+from textcnn.text import Tokenizer
 
 log = logging.getLogger(__name__)
-
-Batch = dict[str, torch.Tensor]   # {"ids": (B, L) int64, "label": (B,) int64}
-
-
-# ---- Ray-free core -------------------------------------------------------------------------
-
-def _unwrap(model: torch.nn.Module) -> TextCNN:
-    return model.module if hasattr(model, "module") else model
-
-
-def train_epoch(model: torch.nn.Module, batches: Iterable[Batch],
-                optimizer: torch.optim.Optimizer) -> float:
-    """One pass over batches; returns the mean training loss."""
-    model.train()
-    min_len, total, n = _unwrap(model).min_length, 0.0, 0
-    for batch in batches:
-        logits = model(trim(batch["ids"], min_len))      # (B, C)
-        loss = F.cross_entropy(logits, batch["label"])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(batch["label"])
-        n += len(batch["label"])
-    return total / max(n, 1)
-
-
-@torch.inference_mode()
-def evaluate(model: torch.nn.Module, batches: Iterable[Batch]) -> tuple[float, np.ndarray, np.ndarray]:
-    """Mean loss, true labels and predicted labels over batches."""
-    model.eval()
-    net, total, trues, preds = _unwrap(model), 0.0, [], []
-    for batch in batches:
-        logits = net(trim(batch["ids"], net.min_length))  # (B, C)
-        total += F.cross_entropy(logits, batch["label"], reduction="sum").item()
-        trues.append(batch["label"].cpu().numpy())
-        preds.append(logits.argmax(dim=1).cpu().numpy())
-    y_true = np.concatenate(trues) if trues else np.zeros(0, dtype=np.int64)
-    y_pred = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
-    return total / max(len(y_true), 1), y_true, y_pred
-
-
-# ---- Ray Train layer -----------------------------------------------------------------------
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -83,7 +42,8 @@ def _load_state(checkpoint: ray.train.Checkpoint) -> dict[str, Any]:
         return torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
 
 
-def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
+def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+             ) -> tuple[int, list[dict]]:
     """Load the run's latest checkpoint if Ray Train resumed one: the next epoch and the history."""
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
@@ -91,6 +51,7 @@ def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[
     state = _load_state(checkpoint)
     _unwrap(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
     log.info("resumed from the checkpoint of epoch %d", state["epoch"])
     return state["epoch"] + 1, state["history"]
 
@@ -105,38 +66,42 @@ def _report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
+def build_model(model_config: ModelConfig, config: TrainConfig, vectors: Any = None) -> TextCNN:
+    """A fresh model, seeded, its embedding initialised from pre-trained vectors when given."""
+    torch.manual_seed(config.seed)
+    model = TextCNN(model_config)
+    if vectors is not None:
+        apply_vectors(model.embedding, vectors, config.freeze_embeddings)
+    return model
+
+
 def train_func(loop_config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker."""
     config = train_config_from_dict(loop_config["train"])
     model_config = ModelConfig(**loop_config["model"])
-    labels = loop_config["labels"]
-    torch.manual_seed(config.seed)
+    vectors = ray.get(loop_config["vectors"]) if loop_config["vectors"] is not None else None
     torch.set_num_threads(max(1, int(config.cpus_per_worker)))
-    model = ray.train.torch.prepare_model(TextCNN(model_config))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    model = ray.train.torch.prepare_model(build_model(model_config, config, vectors))
+    ctx = ray.train.get_context()
+    steps = -(-loop_config["train_rows"] // (config.batch_size * ctx.get_world_size()))
+    optimizer, scheduler = optimizer_and_schedule(model, config, steps)
     device = ray.train.torch.get_device()
-    rank = ray.train.get_context().get_world_rank()
-    as_tensors = dict(dtypes={"ids": torch.long, "label": torch.long}, device=device)
-    first_epoch, history = _restore(model, optimizer)
-    for epoch in range(first_epoch, config.epochs):
-        started = time.perf_counter()
-        shard = ray.train.get_dataset_shard("train")
-        train_loss = train_epoch(model, shard.iter_torch_batches(
+    label_dtype = torch.float32 if model_config.multi_label else torch.long
+    as_tensors = dict(dtypes={"ids": torch.long, "label": label_dtype}, device=device)
+    first_epoch, history = _restore(model, optimizer, scheduler)
+
+    def train_batches(epoch: int):
+        return ray.train.get_dataset_shard("train").iter_torch_batches(
             batch_size=config.batch_size, local_shuffle_buffer_size=4 * config.batch_size,
-            local_shuffle_seed=config.seed + epoch, **as_tensors), optimizer)
-        val = ray.train.get_dataset_shard("val").iter_torch_batches(batch_size=1024, **as_tensors)
-        val_loss, y_true, y_pred = evaluate(model, val)
-        report = classification_report(y_true, y_pred, labels)
-        metrics = {"epoch": epoch, "attempt_start_epoch": first_epoch,
-                   "train_loss": train_loss, "val_loss": val_loss,
-                   "val_acc": report["accuracy"], "val_macro_f1": report["macro_f1"],
-                   "epoch_seconds": time.perf_counter() - started}
-        history.append(metrics)
-        state = None
-        if rank == 0:
-            state = {"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                     "epoch": epoch, "report": report, "history": history}
-        _report(metrics, state)
+            local_shuffle_seed=config.seed + epoch, **as_tensors)
+
+    def val_batches():
+        return ray.train.get_dataset_shard("val").iter_torch_batches(batch_size=1024, **as_tensors)
+
+    objective = Objective(model_config.multi_label, loop_config["class_weights"])
+    run_epochs(model, optimizer, scheduler, objective, config,
+               Loop(train_batches, val_batches, _report, loop_config["labels"],
+                    saves_state=ctx.get_world_rank() == 0, history=history, first_epoch=first_epoch))
 
 
 @dataclass
@@ -161,36 +126,67 @@ def _run_config(config: TrainConfig) -> RunConfig:
     fs, path = storage.resolve(storage_uri)
     name = config.run_name or f"textcnn-{os.path.basename(config.output.rstrip('/'))}-{int(time.time())}"
     return RunConfig(name=name, storage_path=path, storage_filesystem=fs,
-                     checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_acc",
+                     checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_metric",
                                                         checkpoint_score_order="max"),
                      failure_config=FailureConfig(max_failures=config.max_failures))
 
 
-def fit(config: TrainConfig) -> FitResult:
-    """Train on Ray and export the best epoch as the model directory config.output."""
-    started = time.perf_counter()
+@dataclass
+class Prepared:
+    """Everything a training run needs before the first step, resolved on the driver."""
+    config: TrainConfig           # with the automatic choices filled in
+    model_config: ModelConfig
+    tokenizer: Tokenizer
+    labels: list[str]
+    class_weights: list[float] | None
+    vectors: np.ndarray | None    # (V, E) initial embedding rows; NaN rows: not in the file
+    train: Dataset                # encoded {"ids", "label"}, materialised
+    val: Dataset
+    train_rows: int
+
+
+def prepare(config: TrainConfig) -> Prepared:
+    """Read and survey the data, resolve the automatic choices, build the vocabulary, tokenize once."""
     check_labelled(config)
     runtime.ensure_ray()
     runtime.require(config.workers * config.cpus_per_worker, config.workers if config.use_gpu else 0,
                     f"training with {config.workers} worker(s)")
     train_ds, val_ds = read_labelled(config)
-    tokenizer, labels = vocabulary_and_labels(train_ds, config)
-    model_config = dataclasses.replace(config.model, vocab_size=len(tokenizer), num_classes=len(labels))
-    log.info("vocabulary of %d tokens (hash %s), %d classes: %s", len(tokenizer), tokenizer.hash(),
-             len(labels), labels)
+    found = survey(train_ds, config)
+    config = presets.resolve(config, found)
+    tokenizer = found.builder.build(config.tokenizer)
+    vectors = embeddings.read_vectors(config.embeddings, tokenizer) if config.embeddings else None
+    model_config = dataclasses.replace(
+        config.model, vocab_size=len(tokenizer), num_classes=len(found.labels), multi_label=found.multi_label,
+        embed_dim=config.model.embed_dim if vectors is None else vectors.shape[1])
+    log.info("vocabulary of %d tokens (hash %s), %d %s classes: %s", len(tokenizer), tokenizer.hash(),
+             len(found.labels), "multi-label" if found.multi_label else "single-label", found.labels)
     # Tokenize once, not once per epoch: training sets fit the object store (it spills to disk).
-    datasets = {"train": encode_labelled(train_ds, tokenizer, labels, config).materialize(),
-                "val": encode_labelled(val_ds, tokenizer, labels, config).materialize()}
+    encode = functools.partial(encode_labelled, tokenizer=tokenizer, labels=found.labels,
+                               multi_label=found.multi_label, config=config)
+    return Prepared(config, model_config, tokenizer, found.labels, presets.class_weights(config, found),
+                    vectors, encode(train_ds).materialize(), encode(val_ds).materialize(), found.rows)
+
+
+def fit(config: TrainConfig) -> FitResult:
+    """Train on Ray and export the best epoch as the model directory config.output."""
+    started = time.perf_counter()
+    p = prepare(config)
     trainer = TorchTrainer(
         train_func,
-        train_loop_config={"train": to_dict(config), "model": to_dict(model_config), "labels": labels},
-        scaling_config=_scaling(config), run_config=_run_config(config), datasets=datasets,
+        train_loop_config={"train": to_dict(p.config), "model": to_dict(p.model_config), "labels": p.labels,
+                           "class_weights": p.class_weights, "train_rows": p.train_rows,
+                           "vectors": None if p.vectors is None else ray.put(p.vectors)},
+        scaling_config=_scaling(p.config), run_config=_run_config(p.config),
+        datasets={"train": p.train, "val": p.val},
         dataset_config=DataConfig(datasets_to_split=["train"]))  # every worker validates on all of val
     result = trainer.fit()
-    best, best_metrics = max(result.best_checkpoints, key=lambda cm: cm[1]["val_acc"])
+    best, best_metrics = max(result.best_checkpoints, key=lambda cm: cm[1]["val_metric"])
     state = _load_state(best)
     history = _load_state(result.checkpoint)["history"]   # the latest checkpoint has every epoch
     metrics = {**state["report"], "epoch": state["epoch"], "val_loss": best_metrics["val_loss"]}
-    version = artifacts.save(config.output, state["model"], model_config, tokenizer, labels,
-                             {"validation": metrics, "history": history}, to_dict(config))
-    return FitResult(config.output, version, metrics, history, time.perf_counter() - started)
+    version = artifacts.save(p.config.output, state["model"], p.model_config, p.tokenizer, p.labels,
+                             {"validation": metrics, "history": history}, to_dict(p.config),
+                             thresholds=state["report"].get("thresholds"))
+    plots.training_curves(history, storage.join(p.config.output, "curves.png"))
+    return FitResult(p.config.output, version, metrics, history, time.perf_counter() - started)

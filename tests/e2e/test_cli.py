@@ -27,7 +27,8 @@ def run(args, cwd=ROOT, check=True, timeout=600):
 
 
 @pytest.mark.parametrize("args", [TEXTCNN, TEXTCNN + ["train"], TEXTCNN + ["score"], TEXTCNN + ["eval"],
-                                  [sys.executable, "jobs/train.py"], [sys.executable, "jobs/score.py"],
+                                  TEXTCNN + ["tune"], [sys.executable, "jobs/train.py"],
+                                  [sys.executable, "jobs/score.py"], [sys.executable, "jobs/tune.py"],
                                   [sys.executable, "jobs/demo.py"]])
 def test_help(args):
     out = run(args + ["--help"]).stdout
@@ -39,6 +40,7 @@ def test_train_score_eval(tmp_path):
     out = run(TEXTCNN + ["train", "--train", SAMPLE_TRAIN, "--output", str(model), "--workers", "2",
                          "--epochs", "2"]).stdout
     assert "written to" in out and (model / "weights.pt").exists()
+    assert (model / "curves.png").read_bytes()[:4] == b"\x89PNG"
     out = run(TEXTCNN + ["score", "--model", str(model), "--input", SAMPLE_TEST, "--output", str(scores),
                          "--actors", "2", "--batch-size", "256", "--date", "2026-11-28"]).stdout
     assert "run_date=2026-11-28: 1,275 scored + 0 dead-lettered of 1,275 rows" in out
@@ -51,6 +53,23 @@ def test_train_score_eval(tmp_path):
     assert set(printed["per_class"]) == {"fresh", "rotten"}
     assert all({"precision", "recall"} <= set(v) for v in printed["per_class"].values())
     assert sum(map(sum, printed["confusion_matrix"])) == 1275
+    assert 0.5 < printed["roc_auc"] <= 1.0
+    assert (tmp_path / "eval_confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tune_runs_two_trials_and_exports_the_best(tmp_path):
+    """Ray Tune over the training loop: two short trials under ASHA, the best one exported."""
+    model = tmp_path / "tuned"
+    out = run([sys.executable, "jobs/tune.py", "--train", SAMPLE_TRAIN, "--output", str(model),
+               "--samples", "2", "--epochs", "2", "--max-length", "32"]).stdout
+    trials = [json.loads(line.split(" ", 1)[1]) for line in out.splitlines() if line.startswith("trial ")]
+    assert len(trials) == 2 and all(t["error"] is None and t["epochs"] >= 1 for t in trials)
+    best = max(trials, key=lambda t: t["best_val_metric"])
+    saved = json.loads((model / "config.json").read_text())
+    assert saved["model"]["embed_dim"] == best["embed_dim"] and saved["model"]["num_filters"] == best["num_filters"]
+    metrics = json.loads((model / "metrics.json").read_text())
+    assert metrics["validation"]["accuracy"] == pytest.approx(best["best_val_metric"])
+    assert "written to" in out
 
 
 def test_missing_column_is_one_line_naming_the_file(tmp_path):

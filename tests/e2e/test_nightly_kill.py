@@ -1,11 +1,7 @@
 """jobs/score.py as cron runs it: a second run of a live date is refused; a driver SIGKILLed half way
 and started again finishes with exactly the rows of an uninterrupted run, reusing what it committed."""
 
-import os
-import signal
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -14,13 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.procs import Jobs
 from textcnn import artifacts, runs
 from textcnn.scorer import Scorer
 from textcnn.stages import PROB_PREFIX
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 WORDS = "a good film bad great fun dull and slow".split()
 DATE = "2026-11-29"
 
@@ -36,65 +32,21 @@ def _corpus(folder: Path, files: int, rows: int) -> pa.Table:
     return pa.concat_tables(tables)
 
 
-def _session(sid: int) -> list[int]:
-    """Processes of session sid: a driver started with start_new_session and the Ray it started."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except (OSError, ValueError):
-            continue
-        if entry.isdigit() and int(stat.rsplit(")", 1)[1].split()[3]) == sid:
-            pids.append(int(entry))
-    return pids
-
-
-class Jobs:
+class ScoreJobs(Jobs):
     def __init__(self, tmp: Path, model: Path, corpus: Path, out: Path):
-        self.tmp, self.args = tmp, ["--model", str(model), "--input", str(corpus), "--output", str(out),
-                                    "--date", DATE, "--actors", "1", "--batch-size", "64", "--unit-rows", "500"]
-        self.ray_tmp = tempfile.mkdtemp(prefix="tc-")     # short: Ray's socket paths max 107 bytes
-        self.procs: list[subprocess.Popen] = []
+        super().__init__(tmp)
+        self.args = ["--model", str(model), "--input", str(corpus), "--output", str(out), "--date", DATE,
+                     "--actors", "1", "--batch-size", "64", "--unit-rows", "500"]
 
     def start(self, name: str) -> subprocess.Popen:
-        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        env["RAY_TMPDIR"] = self.ray_tmp
-        log = open(self.tmp / f"{name}.log", "w")
-        proc = subprocess.Popen([sys.executable, "jobs/score.py", *self.args], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs.append(proc)
-        return proc
-
-    def log(self, name: str) -> str:
-        return (self.tmp / f"{name}.log").read_text()
-
-    def kill(self, proc: subprocess.Popen) -> None:
-        """SIGKILL the driver, then whatever it started that outlived it."""
-        for pid in [proc.pid] + [p for p in _session(proc.pid) if p != proc.pid]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait()
-        deadline = time.time() + 30
-        while _session(proc.pid) and time.time() < deadline:
-            for pid in _session(proc.pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.2)
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            self.kill(proc)
+        return super().start(name, "score", self.args)
 
 
 @pytest.fixture
 def jobs(tmp_path, tiny_model_dir):
     corpus = tmp_path / "corpus"
     table = _corpus(corpus, files=40, rows=2000)
-    j = Jobs(tmp_path, Path(tiny_model_dir), corpus, tmp_path / "out")
+    j = ScoreJobs(tmp_path, Path(tiny_model_dir), corpus, tmp_path / "out")
     j.table, j.model, j.out = table, tiny_model_dir, tmp_path / "out"
     yield j
     j.stop_all()

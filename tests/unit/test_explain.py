@@ -6,9 +6,9 @@ import torch
 
 from textcnn.config import ModelConfig, TokenizerConfig
 from textcnn.explain import join_tokens, top_ngrams, window_contributions
+from textcnn.loop import Objective, train_epoch
 from textcnn.model import TextCNN
 from textcnn.text import VocabBuilder, split
-from textcnn.train import train_epoch
 
 pytestmark = pytest.mark.unit
 
@@ -40,7 +40,8 @@ def _train(texts, labels):
     ids, y = torch.from_numpy(tokenizer.encode(texts)).long(), torch.from_numpy(labels).long()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(6):
-        train_epoch(model, [{"ids": ids[i:i + 64], "label": y[i:i + 64]} for i in range(0, len(y), 64)], optimizer)
+        train_epoch(model, [{"ids": ids[i:i + 64], "label": y[i:i + 64]} for i in range(0, len(y), 64)], optimizer,
+                    Objective(multi_label=False))
     model.eval()
     with torch.inference_mode():
         accuracy = (model(ids).argmax(1) == y).float().mean().item()
@@ -73,6 +74,9 @@ def test_the_planted_ngram_is_reported_first(fillers, planted, sep):
 def test_contributions_and_bias_add_up_to_the_logit_margin(tiny_model_dir):
     from textcnn import artifacts
     loaded = artifacts.load(tiny_model_dir)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        loaded.model.ngrams.weight.normal_()              # the n-gram branch's terms count too
     ids = torch.from_numpy(loaded.tokenizer.encode(["a good film and great fun", "dull"])).long()
     target = torch.tensor([1, 0])
     total = np.stack([w.sum(axis=1) for w in window_contributions(loaded.model, ids, target)]).sum(axis=0)

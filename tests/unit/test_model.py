@@ -9,7 +9,7 @@ pytestmark = pytest.mark.unit
 
 @pytest.mark.parametrize("classes", [2, 5, 10])
 def test_logits_have_one_column_per_class(classes):
-    model = TextCNN(ModelConfig(vocab_size=50, num_classes=classes)).eval()
+    model = TextCNN(ModelConfig(vocab_size=50, num_classes=classes, kernel_sizes=(3, 4, 5))).eval()
     ids = torch.randint(0, 50, (7, 20))
     assert model(ids).shape == (7, classes)
 
@@ -23,7 +23,7 @@ def test_shortest_input_is_the_widest_kernel():
 @pytest.mark.parametrize("length", [1, 3, 8])
 def test_a_rows_logits_do_not_depend_on_the_padding_of_its_batch(length):
     torch.manual_seed(0)
-    model = TextCNN(ModelConfig(vocab_size=50)).eval()
+    model = TextCNN(ModelConfig(vocab_size=50, kernel_sizes=(3, 4, 5))).eval()
     row = torch.zeros(1, 40, dtype=torch.long)
     row[0, :length] = torch.randint(2, 50, (length,))
     with torch.no_grad():

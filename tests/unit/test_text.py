@@ -8,7 +8,7 @@ pytestmark = pytest.mark.unit
 
 
 def build(texts, **kw):
-    b = VocabBuilder(TokenizerConfig(**kw))
+    b = VocabBuilder(TokenizerConfig(**{"max_length": 16, **kw}))
     b.update(texts)
     return b.build()
 

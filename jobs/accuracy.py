@@ -1,0 +1,39 @@
+"""The accuracy benchmark: `textcnn train` defaults on every shared labelled set, evaluated on its
+test split, printed as a table beside fastText, TF-IDF + LR and the target (README, "Accuracy").
+
+    python jobs/accuracy.py [--datasets ../shared/datasets] [--set rt_snippets ...] [--workers 2]
+
+Also submittable with `ray job submit` like the other jobs.
+"""
+
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted working dir's textcnn
+
+import click  # noqa: E402
+
+from textcnn import accuracy  # noqa: E402
+
+DEFAULT_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@click.command()
+@click.option("--datasets", default=str(DEFAULT_DATASETS), show_default=True,
+              help="Folder of <set>/train.parquet, <set>/test.parquet and REFERENCE.md.")
+@click.option("--set", "names", multiple=True, help="Only these sets (repeatable); default: every set.")
+@click.option("--workers", default=2, show_default=True, help="Ray Train workers.")
+@click.option("--workdir", default=None, help="Where the models go; default: a temporary folder.")
+def main(datasets: str, names: tuple[str, ...], workers: int, workdir: str | None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    refs = accuracy.references(datasets)
+    workdir = workdir or tempfile.mkdtemp(prefix="textcnn-accuracy-")
+    rows = [accuracy.run_set(datasets, name, refs[name], workdir, workers) for name in (names or refs)]
+    click.echo(accuracy.table(rows))
+    click.echo(f"{sum(r.met for r in rows)} of {len(rows)} targets met; models in {workdir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""The automatic choices of a training run, made from what the survey of the training split found.
+
+Left at 0 / empty, these follow the corpus (an explicit value always wins):
+- max_length: the 95th percentile of tokens per text, rounded up to a multiple of 8, in [16, 512];
+  20-word snippets get 40 tokens, 500-word articles 512.
+- kernel_sizes: (1, 2, 3) when most tokens are CJK characters (a Chinese word is 1-3 characters),
+  (3, 4, 5) otherwise (English phrases), as in Kim (2014).
+The resolved values are saved with the model (config.json), so a run can be read back exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from textcnn.config import TrainConfig
+from textcnn.data import Survey
+
+log = logging.getLogger(__name__)
+
+MIN_LENGTH, MAX_LENGTH = 16, 512
+CJK_KERNELS, WORD_KERNELS = (1, 2, 3), (3, 4, 5)
+
+
+def auto_max_length(length_p95: int) -> int:
+    return min(MAX_LENGTH, max(MIN_LENGTH, -(-length_p95 // 8) * 8))
+
+
+def resolve(config: TrainConfig, survey: Survey) -> TrainConfig:
+    """config with its automatic fields filled in from survey."""
+    tokenizer, model = config.tokenizer, config.model
+    if not tokenizer.max_length:
+        tokenizer = dataclasses.replace(tokenizer, max_length=auto_max_length(survey.length_p95))
+    if not model.kernel_sizes:
+        model = dataclasses.replace(model, kernel_sizes=CJK_KERNELS if survey.cjk_share > 0.5 else WORD_KERNELS)
+    log.info("corpus: %d rows, 95th percentile %d tokens, %.0f%% CJK characters -> max_length %d, "
+             "kernel sizes %s", survey.rows, survey.length_p95, 100 * survey.cjk_share,
+             tokenizer.max_length, model.kernel_sizes)
+    return dataclasses.replace(config, tokenizer=tokenizer, model=model)
+
+
+def class_weights(config: TrainConfig, survey: Survey) -> list[float] | None:
+    """Loss weights per class: "balanced" gives rows / (classes x class rows), so every class weighs
+    the same in total (multi-label: negatives / positives per class, BCE's pos_weight)."""
+    if config.class_weights == "none":
+        return None
+    counts = [max(c, 1) for c in survey.class_counts]
+    if survey.multi_label:
+        return [(survey.rows - c) / c for c in counts]
+    return [survey.rows / (len(counts) * c) for c in counts]

@@ -1,0 +1,135 @@
+"""Hyperparameter search with Ray Tune over the Ray-free training loop, with ASHA early stopping.
+
+Each trial is one process training one model (`textcnn.loop.run_epochs`, the loop Ray Train's
+workers run) on the same tokenized data, put once in the object store. ASHA stops trials whose
+validation metric trails the others' at the same epoch. The best trial's best epoch is exported as
+a model directory, like `textcnn train` writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+
+from textcnn import artifacts, plots, storage
+from textcnn.config import ModelConfig, TrainConfig, to_dict
+from textcnn.loop import Loop, Objective, optimizer_and_schedule, run_epochs
+from textcnn.train import CHECKPOINT_FILE, Prepared, build_model, prepare
+
+log = logging.getLogger(__name__)
+
+# The search space of the issue: embedding size, widths, filters, dropout, learning rate.
+SPACE: dict[str, Any] = {
+    "embed_dim": tune.choice([64, 128, 256]),
+    "kernel_sizes": tune.choice([(1, 2, 3), (2, 3, 4), (3, 4, 5)]),
+    "num_filters": tune.choice([64, 100, 200]),
+    "dropout": tune.uniform(0.2, 0.6),
+    "lr": tune.loguniform(5e-4, 1e-2),
+}
+
+
+def _arrays(ds: Any) -> dict[str, np.ndarray]:
+    batches = list(ds.iter_batches(batch_size=8192, batch_format="numpy"))
+    return {k: np.concatenate([b[k] for b in batches]) for k in ("ids", "label")}
+
+
+def _batches(data: dict[str, np.ndarray], batch_size: int, seed: int | None) -> list[dict[str, torch.Tensor]]:
+    order = np.arange(len(data["ids"])) if seed is None else np.random.default_rng(seed).permutation(len(data["ids"]))
+    return [{"ids": torch.from_numpy(data["ids"][rows]).long(), "label": torch.from_numpy(data["label"][rows])}
+            for rows in np.array_split(order, max(1, -(-len(order) // batch_size)))]
+
+
+def trial_configs(trial: dict[str, Any], base: TrainConfig,
+                  model_config: ModelConfig) -> tuple[TrainConfig, ModelConfig]:
+    """The trial's sampled hyperparameters over the run's resolved configs."""
+    model = dataclasses.replace(model_config, embed_dim=trial["embed_dim"], num_filters=trial["num_filters"],
+                                kernel_sizes=tuple(trial["kernel_sizes"]), dropout=trial["dropout"])
+    return dataclasses.replace(base, lr=trial["lr"], model=model), model
+
+
+def _tune_report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        torch.save(state, os.path.join(d, CHECKPOINT_FILE))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def trainable(trial: dict[str, Any], setup: dict[str, Any], train: dict[str, np.ndarray],
+              val: dict[str, np.ndarray]) -> None:
+    """One trial: the same loop as a Ray Train worker, on in-memory batches."""
+    config, model_config = trial_configs(trial, setup["config"], setup["model_config"])
+    torch.set_num_threads(max(1, int(setup["cpus_per_trial"])))
+    model = build_model(model_config, config)
+    optimizer, scheduler = optimizer_and_schedule(model, config, -(-len(train["ids"]) // config.batch_size))
+    loop = Loop(lambda epoch: _batches(train, config.batch_size, config.seed + epoch),
+                lambda: _batches(val, 1024, None), _tune_report, setup["labels"])
+    run_epochs(model, optimizer, scheduler, Objective(model_config.multi_label, setup["class_weights"]),
+               config, loop)
+
+
+@dataclass
+class TuneResult:
+    output: str
+    model_version: str
+    best: dict[str, Any]              # the best trial's hyperparameters
+    metrics: dict[str, Any]           # its best epoch's validation report
+    trials: list[dict[str, Any]]      # every trial: hyperparameters, epochs run, best val_metric
+    seconds: float
+
+
+def _trial_rows(results: Any) -> list[dict[str, Any]]:
+    rows = []
+    for r in results:
+        history = r.metrics_dataframe
+        best = float(history["val_metric"].max()) if history is not None and len(history) else float("nan")
+        rows.append({**{k: r.config[k] for k in SPACE}, "epochs": 0 if history is None else len(history),
+                     "best_val_metric": best, "error": str(r.error) if r.error else None})
+    return rows
+
+
+def _export(p: Prepared, best: Any, trial_model: ModelConfig, config: TrainConfig) -> tuple[str, dict[str, Any]]:
+    checkpoint, _ = max(best.best_checkpoints, key=lambda cm: cm[1]["val_metric"])
+    with checkpoint.as_directory() as d:
+        state = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
+    metrics = {**state["report"], "epoch": state["epoch"]}
+    version = artifacts.save(config.output, state["model"], trial_model, p.tokenizer, p.labels,
+                             {"validation": metrics, "history": state["history"]}, to_dict(config),
+                             thresholds=state["report"].get("thresholds"))
+    plots.training_curves(state["history"], storage.join(config.output, "curves.png"))
+    return version, metrics
+
+
+def run_search(config: TrainConfig, samples: int, cpus_per_trial: float = 1.0, grace_epochs: int = 1,
+               space: dict[str, Any] | None = None) -> TuneResult:
+    """Try `samples` hyperparameter draws (ASHA stops the weak ones early); export the best model."""
+    started = time.perf_counter()
+    p = prepare(config)
+    setup = {"config": p.config, "model_config": p.model_config, "labels": p.labels,
+             "class_weights": p.class_weights, "cpus_per_trial": cpus_per_trial}
+    fn = tune.with_resources(tune.with_parameters(trainable, setup=setup, train=_arrays(p.train),
+                                                  val=_arrays(p.val)), {"cpu": cpus_per_trial})
+    scheduler = ASHAScheduler(max_t=p.config.epochs, grace_period=grace_epochs, reduction_factor=2)
+    fs, path = storage.resolve(config.storage_path or storage.join(storage.dirname(config.output), "_tune"))
+    keep_best = tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_metric",
+                                      checkpoint_score_order="max")
+    tuner = tune.Tuner(
+        fn, param_space=space or SPACE,
+        tune_config=tune.TuneConfig(metric="val_metric", mode="max", num_samples=samples, scheduler=scheduler,
+                                    trial_dirname_creator=lambda t: t.trial_id),
+        run_config=tune.RunConfig(name=config.run_name or f"tune-{int(time.time())}", storage_path=path,
+                                  storage_filesystem=fs, checkpoint_config=keep_best))
+    results = tuner.fit()
+    best = results.get_best_result(metric="val_metric", mode="max", scope="all")
+    trial_config, trial_model = trial_configs(best.config, p.config, p.model_config)
+    version, metrics = _export(p, best, trial_model, trial_config)
+    return TuneResult(config.output, version, {k: best.config[k] for k in SPACE}, metrics,
+                      _trial_rows(results), time.perf_counter() - started)
