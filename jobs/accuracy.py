@@ -7,6 +7,7 @@ Also submittable with `ray job submit` like the other jobs.
 """
 
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -17,7 +18,7 @@ import click  # noqa: E402
 
 from textcnn import accuracy  # noqa: E402
 
-DEFAULT_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+DEFAULT_DATASETS = os.environ.get("TEXTCNN_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets")
 
 
 @click.command()

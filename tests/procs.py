@@ -3,6 +3,7 @@ driver and the local Ray it started, and nothing is left behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -67,3 +68,42 @@ class Jobs:
     def stop_all(self) -> None:
         for proc in self.procs:
             self.kill(proc)
+
+
+def registered_epoch(run_dir: str) -> int:
+    """The latest epoch whose checkpoint Ray Train has registered in the run's snapshot (-1: none).
+    A checkpoint folder appears before it is registered; only a registered one is resumed from."""
+    from textcnn import storage
+    snapshot = storage.join(run_dir, "checkpoint_manager_snapshot.json")
+    try:
+        results = json.loads(storage.read_text(snapshot))["checkpoint_results"] if storage.exists(snapshot) else []
+    except (storage.StorageError, ValueError):   # being rewritten as we read
+        return -1
+    return max((r["metrics"]["epoch"] for r in results), default=-1)
+
+
+def train_killed_then_resumed(jobs: Jobs, args: list[str], run_dir: str, kill_after_epoch: int = 1) -> int:
+    """Run jobs/train.py ARGS, SIGKILL it once the checkpoint of kill_after_epoch is registered,
+    start it again with the same ARGS and wait for it; returns the last epoch registered at the kill."""
+    first = jobs.start("first", "train", args)
+    deadline = time.time() + 240
+    while registered_epoch(run_dir) < kill_after_epoch and first.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert first.poll() is None, "the first run ended before the kill: " + jobs.log("first")[-3000:]
+    jobs.kill(first)                                       # SIGKILL: no cleanup runs
+    registered = registered_epoch(run_dir)
+    again = jobs.start("again", "train", args)
+    assert again.wait(timeout=300) == 0, jobs.log("again")[-3000:]
+    return registered
+
+
+def check_resumed(model: str, registered: int, epochs: int) -> None:
+    """Every epoch once; those after the last registered checkpoint ran in the second attempt."""
+    from textcnn import artifacts, storage
+    history = json.loads(storage.read_text(storage.join(model, "metrics.json")))["history"]
+    assert [h["epoch"] for h in history] == list(range(epochs))
+    resumed_at = history[-1]["attempt_start_epoch"]
+    assert registered + 1 <= resumed_at < epochs, history
+    assert all(h["attempt_start_epoch"] == 0 for h in history[:resumed_at])
+    assert all(h["attempt_start_epoch"] == resumed_at for h in history[resumed_at:])
+    assert artifacts.verify(model) == []

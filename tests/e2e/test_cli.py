@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.procs import Jobs, check_resumed, train_killed_then_resumed
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN
 from textcnn.runs import read_run
 
@@ -35,11 +36,20 @@ def test_help(args):
     assert "Usage:" in out and "--help" in out
 
 
-def test_train_score_eval(tmp_path):
+def test_train_killed_and_resumed_then_score_and_eval(tmp_path):
+    """Training SIGKILLed after its second epoch resumes from local checkpoints; then score and eval.
+    (Resuming from S3 after `ray job stop`: test_submit.py.)"""
     model, scores, report = tmp_path / "model", tmp_path / "scores", tmp_path / "eval.json"
-    out = run(TEXTCNN + ["train", "--train", SAMPLE_TRAIN, "--output", str(model), "--workers", "2",
-                         "--epochs", "2"]).stdout
-    assert "written to" in out and (model / "weights.pt").exists()
+    args = ["--train", SAMPLE_TRAIN, "--output", str(model), "--workers", "1", "--epochs", "4",
+            "--patience", "0", "--filters", "32", "--embed-dim", "32", "--max-length", "32",
+            "--run-name", "cli", "--storage-path", str(tmp_path / "checkpoints")]
+    jobs = Jobs(tmp_path)
+    try:
+        registered = train_killed_then_resumed(jobs, args, str(tmp_path / "checkpoints" / "cli"))
+    finally:
+        jobs.stop_all()
+    assert "written to" in jobs.log("again") and (model / "weights.pt").exists()
+    check_resumed(str(model), registered, 4)
     assert (model / "curves.png").read_bytes()[:4] == b"\x89PNG"
     out = run(TEXTCNN + ["score", "--model", str(model), "--input", SAMPLE_TEST, "--output", str(scores),
                          "--actors", "2", "--batch-size", "256", "--date", "2026-11-28"]).stdout
@@ -61,7 +71,7 @@ def test_tune_runs_two_trials_and_exports_the_best(tmp_path):
     """Ray Tune over the training loop: two short trials under ASHA, the best one exported."""
     model = tmp_path / "tuned"
     out = run([sys.executable, "jobs/tune.py", "--train", SAMPLE_TRAIN, "--output", str(model),
-               "--samples", "2", "--epochs", "2", "--max-length", "32"]).stdout
+               "--samples", "2", "--epochs", "1", "--max-length", "32"]).stdout
     trials = [json.loads(line.split(" ", 1)[1]) for line in out.splitlines() if line.startswith("trial ")]
     assert len(trials) == 2 and all(t["error"] is None and t["epochs"] >= 1 for t in trials)
     best = max(trials, key=lambda t: t["best_val_metric"])

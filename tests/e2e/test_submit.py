@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import free_port, wait_for_port
-from textcnn import artifacts
+from tests.procs import check_resumed, registered_epoch
+from textcnn import storage
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN
 from textcnn.runs import read_run
 
@@ -64,27 +65,44 @@ def _group_alive(pgid):
         return False
 
 
-def submit(address, env, job_id, *args):
+def submit(address, env, job_id, *args, wait=True):
     cmd = [f"{BIN}/ray", "job", "submit", "--address", address, "--submission-id", job_id,
-           "--working-dir", ".", "--", "python", *args]
+           *([] if wait else ["--no-wait"]), "--working-dir", ".", "--", "python", *args]
+    if not wait:
+        subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+        return None
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     status = subprocess.run([f"{BIN}/ray", "job", "status", "--address", address, job_id], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=60)
-    assert f"Job '{job_id}' succeeded" in status.stdout, f"{status.stdout}\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+    assert f"Job '{job_id}' succeeded" in status.stdout, \
+        f"{status.stdout}\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout
 
 
-def test_submit_train_then_score_jobs_over_s3(ray_head, s3):
+def test_submit_train_stop_resubmit_then_score_jobs_over_s3(ray_head, s3):
+    """A training job stopped mid-way (`ray job stop`) and submitted again with the same run name
+    continues from its last checkpoint on S3; then a scoring job reads and writes S3."""
     address, env = ray_head
     bucket = s3.bucket("textcnn-jobs")
     s3.upload(SAMPLE_TRAIN, f"{bucket}/data/train.parquet")
     s3.upload(SAMPLE_TEST, f"{bucket}/corpus/part-0.parquet")
-    model = f"{bucket}/models/rt"
-    log = submit(address, env, "train-1", "jobs/train.py", "--train", f"{bucket}/data/train.parquet",
-                 "--output", model, "--workers", "2", "--epochs", "1",
-                 "--storage-path", f"{bucket}/checkpoints")
+    model, epochs = f"{bucket}/models/rt", 4
+    args = ["jobs/train.py", "--train", f"{bucket}/data/train.parquet", "--output", model, "--workers", "2",
+            "--epochs", str(epochs), "--patience", "0", "--filters", "32", "--embed-dim", "32",
+            "--max-length", "32", "--storage-path", f"{bucket}/checkpoints", "--run-name", "rt"]
+    submit(address, env, "train-1", *args, wait=False)
+    deadline = time.time() + 300
+    while registered_epoch(f"{bucket}/checkpoints/rt") < 1 and time.time() < deadline:
+        time.sleep(0.2)
+    subprocess.run([f"{BIN}/ray", "job", "stop", "--address", address, "train-1"], cwd=ROOT, env=env,
+                   check=True, capture_output=True, timeout=120)
+    registered = registered_epoch(f"{bucket}/checkpoints/rt")
+    assert not storage.exists(f"{model}/config.json")            # stopped before it finished
+    log = submit(address, env, "train-2", *args)
     assert "written to s3://textcnn-jobs/models/rt" in log
-    assert artifacts.verify(model) == []
+    check_resumed(model, registered, epochs)
+    saved = storage.read_text(f"{model}/config.json")
+    assert s3.key not in saved and s3.secret not in saved      # the filesystem's keys are not saved
     log = submit(address, env, "score-1", "jobs/score.py", "--model", model, "--input", f"{bucket}/corpus",
                  "--output", f"{bucket}/scores", "--actors", "2", "--date", "2026-11-29")
     assert "1,275 scored + 0 dead-lettered of 1,275 rows" in log

@@ -179,7 +179,7 @@ def test_training_resumes_from_its_checkpoint_when_the_node_returns(cluster, tmp
     _wait_for(lambda: (run_dir / "checkpoint_manager_snapshot.json").exists(), "the first checkpoint",
               timeout=600)
     _kill_group(worker)                                                       # mid-training
-    time.sleep(15)
+    time.sleep(8)
     assert train.poll() is None                  # STRICT_SPREAD: training waits for a second node
     cluster.add_worker()
     text = _wait(train, log, 900)

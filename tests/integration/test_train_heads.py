@@ -52,7 +52,7 @@ def _vectors_file(path, words, dim, seed=0):
 
 def test_multi_label_with_frozen_pretrained_vectors(tmp_path):
     source = pq.read_table(dataset("thucnews_titles", "train"))
-    pq.write_table(_multi_label(source.slice(0, 8000), 8000, seed=0), tmp_path / "train.parquet")
+    pq.write_table(_multi_label(source.slice(0, 8000), 6000, seed=0), tmp_path / "train.parquet")
     pq.write_table(_multi_label(source.slice(8000), 600, seed=1), tmp_path / "test.parquet")
     chars = sorted({t for text in source.column("text").to_pylist()[:2000] for t in split(text)
                     if is_cjk(t)})[:300]
@@ -60,7 +60,7 @@ def test_multi_label_with_frozen_pretrained_vectors(tmp_path):
     out = str(tmp_path / "model")
 
     result = fit(TrainConfig(train=str(tmp_path / "train.parquet"), output=out, label_column="labels",
-                             workers=2, epochs=4, embeddings=str(tmp_path / "vectors.txt"),
+                             workers=2, epochs=3, embeddings=str(tmp_path / "vectors.txt"),
                              freeze_embeddings=True, model=ModelConfig(num_filters=128)))
 
     loaded = artifacts.load(out)
