@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-def _load_state(checkpoint: ray.train.Checkpoint) -> dict[str, Any]:
+def load_checkpoint(checkpoint: ray.train.Checkpoint) -> dict[str, Any]:
     with checkpoint.as_directory() as d:
         return torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
 
@@ -48,7 +48,7 @@ def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
         return 0, []
-    state = _load_state(checkpoint)
+    state = load_checkpoint(checkpoint)
     _unwrap(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -181,12 +181,19 @@ def fit(config: TrainConfig) -> FitResult:
         datasets={"train": p.train, "val": p.val},
         dataset_config=DataConfig(datasets_to_split=["train"]))  # every worker validates on all of val
     result = trainer.fit()
-    best, best_metrics = max(result.best_checkpoints, key=lambda cm: cm[1]["val_metric"])
-    state = _load_state(best)
-    history = _load_state(result.checkpoint)["history"]   # the latest checkpoint has every epoch
-    metrics = {**state["report"], "epoch": state["epoch"], "val_loss": best_metrics["val_loss"]}
-    version = artifacts.save(p.config.output, state["model"], p.model_config, p.tokenizer, p.labels,
-                             {"validation": metrics, "history": history}, to_dict(p.config),
-                             thresholds=state["report"].get("thresholds"))
-    plots.training_curves(history, storage.join(p.config.output, "curves.png"))
+    best, _ = max(result.best_checkpoints, key=lambda cm: cm[1]["val_metric"])
+    history = load_checkpoint(result.checkpoint)["history"]   # the latest checkpoint has every epoch
+    version, metrics = export_state(load_checkpoint(best), history, p, p.config, p.model_config)
     return FitResult(p.config.output, version, metrics, history, time.perf_counter() - started)
+
+
+def export_state(state: dict[str, Any], history: list[dict[str, Any]], p: Prepared, config: TrainConfig,
+                 model_config: ModelConfig) -> tuple[str, dict[str, Any]]:
+    """Write a checkpoint's state as the model directory config.output, with its curves; returns
+    the model version and the exported epoch's validation report."""
+    metrics = {**state["report"], "epoch": state["epoch"], "val_loss": history[state["epoch"]]["val_loss"]}
+    version = artifacts.save(config.output, state["model"], model_config, p.tokenizer, p.labels,
+                             {"validation": metrics, "history": history}, to_dict(config),
+                             thresholds=state["report"].get("thresholds"))
+    plots.training_curves(history, storage.join(config.output, "curves.png"))
+    return version, metrics

@@ -21,10 +21,10 @@ import torch
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from textcnn import artifacts, plots, storage
-from textcnn.config import ModelConfig, TrainConfig, to_dict
+from textcnn import storage
+from textcnn.config import ModelConfig, TrainConfig
 from textcnn.loop import Loop, Objective, optimizer_and_schedule, run_epochs
-from textcnn.train import CHECKPOINT_FILE, Prepared, build_model, prepare
+from textcnn.train import CHECKPOINT_FILE, Prepared, build_model, export_state, load_checkpoint, prepare
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +98,8 @@ def _trial_rows(results: Any) -> list[dict[str, Any]]:
 
 def _export(p: Prepared, best: Any, trial_model: ModelConfig, config: TrainConfig) -> tuple[str, dict[str, Any]]:
     checkpoint, _ = max(best.best_checkpoints, key=lambda cm: cm[1]["val_metric"])
-    with checkpoint.as_directory() as d:
-        state = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
-    metrics = {**state["report"], "epoch": state["epoch"]}
-    version = artifacts.save(config.output, state["model"], trial_model, p.tokenizer, p.labels,
-                             {"validation": metrics, "history": state["history"]}, to_dict(config),
-                             thresholds=state["report"].get("thresholds"))
-    plots.training_curves(state["history"], storage.join(config.output, "curves.png"))
-    return version, metrics
+    state = load_checkpoint(checkpoint)
+    return export_state(state, state["history"], p, config, trial_model)
 
 
 def run_search(config: TrainConfig, samples: int, cpus_per_trial: float = 1.0, grace_epochs: int = 1,

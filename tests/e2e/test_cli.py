@@ -27,13 +27,19 @@ def run(args, cwd=ROOT, check=True, timeout=600):
     return proc
 
 
-@pytest.mark.parametrize("args", [TEXTCNN, TEXTCNN + ["train"], TEXTCNN + ["score"], TEXTCNN + ["eval"],
-                                  TEXTCNN + ["tune"], [sys.executable, "jobs/train.py"],
-                                  [sys.executable, "jobs/score.py"], [sys.executable, "jobs/tune.py"],
-                                  [sys.executable, "jobs/demo.py"]])
-def test_help(args):
-    out = run(args + ["--help"]).stdout
+@pytest.mark.parametrize("script", ["train", "score", "tune", "demo", "accuracy"])
+def test_job_scripts_help(script):
+    out = run([sys.executable, f"jobs/{script}.py", "--help"]).stdout
     assert "Usage:" in out and "--help" in out
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["score"], ["eval"], ["tune"], ["export"], ["explain"]])
+def test_cli_help(command):
+    from click.testing import CliRunner
+
+    from textcnn.cli import main
+    result = CliRunner().invoke(main, command + ["--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output and "--help" in result.output
 
 
 def test_train_killed_and_resumed_then_score_and_eval(tmp_path):

@@ -23,14 +23,14 @@ pytestmark = pytest.mark.integration
 def rt_model(tmp_path_factory):
     """A model trained with 2 CPU workers on the whole rt_snippets training split."""
     out = str(tmp_path_factory.mktemp("rt") / "model")
-    result = fit(TrainConfig(train=dataset("rt_snippets", "train"), output=out, workers=2, epochs=3))
+    result = fit(TrainConfig(train=dataset("rt_snippets", "train"), output=out, workers=2, epochs=2))
     return out, result
 
 
 def test_two_worker_training_reaches_075_on_rt_snippets_test(rt_model):
     out, result = rt_model
     epochs = [h["epoch"] for h in result.history]              # one report per epoch, until early stopping
-    assert epochs == [0, 1, 2]
+    assert epochs == [0, 1]
     report = evaluate_parquet(out, dataset("rt_snippets", "test"))
     print(f"rt_snippets test accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}")
     assert report["rows"] == 1275
