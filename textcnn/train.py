@@ -6,12 +6,14 @@ ScalingConfig(num_workers, use_gpu); DDP comes from prepare_model.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,13 +58,20 @@ def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler
     return state["epoch"] + 1, state["history"]
 
 
+@contextlib.contextmanager
+def state_dir(state: dict[str, Any]) -> Iterator[str]:
+    """A temporary directory holding state as CHECKPOINT_FILE, for Train's and Tune's reports."""
+    with tempfile.TemporaryDirectory() as d:
+        torch.save(state, os.path.join(d, CHECKPOINT_FILE))
+        yield d
+
+
 def _report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
     """Every rank reports; only the rank that passes state attaches a checkpoint."""
     if state is None:
         ray.train.report(metrics)
         return
-    with tempfile.TemporaryDirectory() as d:
-        torch.save(state, os.path.join(d, CHECKPOINT_FILE))
+    with state_dir(state) as d:
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 

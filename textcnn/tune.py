@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +22,7 @@ from ray.tune.schedulers import ASHAScheduler
 from textcnn import storage
 from textcnn.config import ModelConfig, TrainConfig
 from textcnn.loop import Loop, Objective, optimizer_and_schedule, run_epochs
-from textcnn.train import CHECKPOINT_FILE, Prepared, build_model, export_state, load_checkpoint, prepare
+from textcnn.train import Prepared, build_model, export_state, load_checkpoint, prepare, state_dir
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +56,7 @@ def trial_configs(trial: dict[str, Any], base: TrainConfig,
 
 
 def _tune_report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-    with tempfile.TemporaryDirectory() as d:
-        torch.save(state, os.path.join(d, CHECKPOINT_FILE))
+    with state_dir(state) as d:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
 
