@@ -16,6 +16,7 @@ from textcnn.config import (
     CLASS_WEIGHTS,
     PLACEMENTS,
     PRECISIONS,
+    SCORE_PRECISIONS,
     ConfigError,
     ModelConfig,
     ScoreConfig,
@@ -229,12 +230,16 @@ def _today() -> str:
               help="Seconds without a heartbeat after which another host's lock counts as stale.")
 @click.option("--explain", default=0, show_default=True, metavar="K",
               help="Add an `explanation` column: the K n-grams behind each score.")
+@click.option("--precision", default=ScoreConfig.precision, show_default=True, type=click.Choice(SCORE_PRECISIONS),
+              help="auto: bf16 autocast on GPU, fp32 on CPU; int8: dynamic quantization on CPU "
+                   "(faster; jobs/bench.py prints its accuracy change).")
 @_s3_options
 @_friendly_errors
 def score_cmd(model: str, input_path: str, output: str, run_date: str | None, run_id: str | None,
               id_column: str, text_column: str, actors: int, batch_size: int, gpus: bool,
               cpus_per_actor: float, unit_rows: int, max_text_chars: int, allow_unknown_only: bool,
-              skip_bad_files: bool, max_drift: float | None, lock_ttl: float, explain: int) -> None:
+              skip_bad_files: bool, max_drift: float | None, lock_ttl: float, explain: int,
+              precision: str) -> None:
     """Score INPUT with MODEL into OUTPUT/run_date=DATE/: score files, dead_letter/ and _SUCCESS."""
     from textcnn.score import score
     summary = score(ScoreConfig(
@@ -242,7 +247,8 @@ def score_cmd(model: str, input_path: str, output: str, run_date: str | None, ru
         run_id=run_id or "", id_column=id_column, text_column=text_column, actors=actors,
         batch_size=batch_size, use_gpu=gpus, cpus_per_actor=cpus_per_actor, unit_rows=unit_rows,
         max_text_chars=max_text_chars, allow_unknown_only=allow_unknown_only,
-        skip_bad_files=skip_bad_files, max_drift=max_drift, lock_ttl=lock_ttl, explain=explain))
+        skip_bad_files=skip_bad_files, max_drift=max_drift, lock_ttl=lock_ttl, explain=explain,
+        precision=precision))
     click.echo(summary.line())
 
 
@@ -254,14 +260,17 @@ def score_cmd(model: str, input_path: str, output: str, run_date: str | None, ru
 @click.option("--output", default=None,
               help="Where to write the JSON report (default <model>/eval.json); the confusion-matrix PNG "
                    "goes beside it (eval_confusion.png).")
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(("fp32", "int8")),
+              help="int8: the accuracy `textcnn score --precision int8` would reach.")
 @_s3_options
 @_friendly_errors
-def eval_cmd(model: str, data: str, text_column: str, label_column: str, output: str | None) -> None:
+def eval_cmd(model: str, data: str, text_column: str, label_column: str, output: str | None,
+             precision: str) -> None:
     """Print accuracy, macro-F1, per-class precision/recall and the confusion matrix as JSON."""
     from textcnn import storage
     from textcnn.evaluation import evaluate_parquet
     from textcnn.plots import confusion_matrix
-    report = evaluate_parquet(model, data, text_column, label_column)
+    report = evaluate_parquet(model, data, text_column, label_column, precision=precision)
     output = output or storage.join(model, "eval.json")
     text = json.dumps(report, indent=2, ensure_ascii=False)
     storage.write_text(output, text + "\n")

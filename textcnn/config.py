@@ -24,6 +24,7 @@ def _check(ok: bool, name: str, why: str) -> None:
 
 PLACEMENTS = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 PRECISIONS = ("auto", "fp32", "bf16")        # auto: bf16 autocast on GPU, fp32 on CPU
+SCORE_PRECISIONS = PRECISIONS + ("int8",)    # int8: dynamic quantization, CPU only (quantize.py)
 CLASS_WEIGHTS = ("none", "balanced")
 
 
@@ -143,6 +144,7 @@ class ScoreConfig:
     max_drift: float | None = None  # fail before committing when drift vs the previous run is larger
     lock_ttl: float = 300.0       # seconds without a heartbeat after which another host's lock is stale
     explain: int = 0              # add the top-K n-grams behind each score (0: off)
+    precision: str = "auto"       # auto: bf16 autocast on GPU, fp32 on CPU; int8: quantized, CPU only
 
     def __post_init__(self) -> None:
         for name in ("model", "input", "output", "id_column", "text_column"):
@@ -164,6 +166,11 @@ class ScoreConfig:
         _check(self.max_drift is None or self.max_drift >= 0, "max_drift", f"must be >= 0, got {self.max_drift}")
         _check(self.lock_ttl > 0, "lock_ttl", f"must be > 0, got {self.lock_ttl}")
         _check(self.explain >= 0, "explain", f"must be >= 0, got {self.explain}")
+        _check(self.precision in SCORE_PRECISIONS, "precision",
+               f"must be one of {SCORE_PRECISIONS}, got {self.precision!r}")
+        _check(not (self.precision == "int8" and self.use_gpu), "precision", "int8 is for CPU actors; use bf16 on GPU")
+        _check(not (self.precision == "int8" and self.explain), "precision",
+               "explanations read the fp32 convolutions; score with --explain at fp32")
 
     @property
     def run_key(self) -> str:

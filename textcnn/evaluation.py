@@ -10,11 +10,13 @@ from textcnn.scorer import Scorer
 
 
 def evaluate_parquet(model_uri: str, data_uri: str, text_column: str = "text",
-                     label_column: str = "label", batch_size: int = 1024, threads: int = 2) -> dict:
+                     label_column: str = "label", batch_size: int = 1024, threads: int = 2,
+                     precision: str = "auto") -> dict:
     """The model's report on data_uri: accuracy, macro-F1, per-class precision/recall/F1 and the
-    confusion matrix (ROC-AUC for binary); multi-label at the model's thresholds, micro-F1 too."""
+    confusion matrix (ROC-AUC for binary); multi-label at the model's thresholds, micro-F1 too.
+    precision as in scoring (int8: what `textcnn score --precision int8` would score)."""
     dataset = check_columns(data_uri, [text_column, label_column], "evaluation data")
-    scorer = Scorer(model_uri, threads=threads)
+    scorer = Scorer(model_uri, threads=threads, precision=precision)
     loaded = scorer.loaded
     label_ids = {name: i for i, name in enumerate(loaded.labels)}
     trues, probs = [], []
@@ -27,4 +29,4 @@ def evaluate_parquet(model_uri: str, data_uri: str, text_column: str = "text",
     report = report_for(np.concatenate(trues), np.concatenate(probs), loaded.labels, loaded.multi_label,
                         loaded.thresholds)
     report.pop("selection_metric")
-    return {"model": model_uri, "model_version": loaded.version, "data": data_uri, **report}
+    return {"model": model_uri, "model_version": loaded.version, "data": data_uri, "precision": precision, **report}

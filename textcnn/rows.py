@@ -43,8 +43,8 @@ class CheckedBatch:
     tokens: np.ndarray       # (B, L) int32; all padding on bad rows
 
 
-def _decode(column: pa.Array) -> tuple[list, np.ndarray]:
-    """Texts as str, and where bytes failed to decode."""
+def _decode(column: pa.Array) -> tuple[list, pa.Array, np.ndarray]:
+    """Texts as str (and as an Arrow string array), and where bytes failed to decode."""
     if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
         texts, bad = [], np.zeros(len(column), dtype=bool)
         for i, raw in enumerate(column.to_pylist()):
@@ -53,8 +53,8 @@ def _decode(column: pa.Array) -> tuple[list, np.ndarray]:
             except UnicodeDecodeError:
                 texts.append(None)
                 bad[i] = True
-        return texts, bad
-    return column.to_pylist(), np.zeros(len(column), dtype=bool)
+        return texts, pa.array(texts, type=pa.string()), bad
+    return column.to_pylist(), column, np.zeros(len(column), dtype=bool)
 
 
 def _flag(reasons: np.ndarray, mask, reason: str) -> None:
@@ -76,8 +76,7 @@ def _id_checks(ids: pa.Array, reasons: np.ndarray, duplicate: np.ndarray, limits
     _flag(reasons, duplicate, "id_duplicate")
 
 
-def _text_checks(texts: list, undecodable: np.ndarray, reasons: np.ndarray, limits: RowLimits) -> None:
-    arr = pa.array(texts, type=pa.string())
+def _text_checks(arr: pa.Array, undecodable: np.ndarray, reasons: np.ndarray, limits: RowLimits) -> None:
     _flag(reasons, undecodable, "text_invalid_utf8")
     _flag(reasons, as_mask(arr.is_null()), "text_null")
     _flag(reasons, as_mask(pc.match_substring_regex(arr, _CONTROL)), "text_control_chars")
@@ -90,8 +89,8 @@ def check_rows(ids: pa.Array, text: pa.Array, duplicate: np.ndarray, tokenizer: 
     """Check and tokenize one batch; duplicate marks rows whose id occurred earlier in the run."""
     reasons = np.full(len(ids), None, dtype=object)
     _id_checks(ids, reasons, duplicate, limits)
-    texts, undecodable = _decode(text)
-    _text_checks(texts, undecodable, reasons, limits)
+    texts, arr, undecodable = _decode(text)
+    _text_checks(arr, undecodable, reasons, limits)
     good = reasons == None  # noqa: E711
     tokens = np.zeros((len(ids), tokenizer.config.max_length), dtype=np.int32)  # (B, L)
     tokens[good] = tokenizer.encode([t for t, ok in zip(texts, good) if ok])

@@ -137,7 +137,8 @@ def _pipeline(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, du
                         batch_format="pyarrow", fn_constructor_kwargs=dict(
                             model_uri=config.model, use_gpu=config.use_gpu,
                             threads=max(1, int(config.cpus_per_actor)),
-                            filesystem=storage.filesystem(config.model), explain=config.explain))
+                            filesystem=storage.filesystem(config.model), explain=config.explain,
+                            precision=config.precision))
     return ds.map_batches(write_parts, batch_size=max(config.batch_size, min(config.unit_rows, 16384)),
                           batch_format="pyarrow", num_cpus=0.25, fn_kwargs=dict(
                               fs=storage.filesystem(config.output),

@@ -13,6 +13,7 @@ from pyarrow.fs import FileSystem
 
 from textcnn import artifacts
 from textcnn.explain import top_ngrams
+from textcnn.loop import autocast
 from textcnn.model import TextCNN
 from textcnn.rows import as_mask
 from textcnn.stages import EXPLANATION, PRED_LABEL, PRED_LABELS, PRED_PROB, PROB_PREFIX, tokens_of
@@ -24,10 +25,14 @@ class Scorer:
     their checks (rows with a reason pass through with null scores)."""
 
     def __init__(self, model_uri: str, use_gpu: bool = False, threads: int = 1,
-                 filesystem: FileSystem | None = None, explain: int = 0) -> None:
+                 filesystem: FileSystem | None = None, explain: int = 0, precision: str = "auto") -> None:
         torch.set_num_threads(threads)
         self.device = torch.device("cuda" if use_gpu else "cpu")
         self.loaded = artifacts.load(model_uri, self.device, filesystem)
+        self.precision = precision
+        if precision == "int8":
+            from textcnn.quantize import int8
+            self.loaded.model = int8(self.loaded.model)
         self.labels = np.array(self.loaded.labels, dtype=object)
         self.explain = explain
         if explain and not isinstance(self.loaded.model, TextCNN):
@@ -35,7 +40,7 @@ class Scorer:
 
     def probabilities(self, ids: np.ndarray, chunk: int = 128) -> np.ndarray:
         return probabilities(self.loaded.model, ids, len(self.labels), self.device, chunk,
-                             self.loaded.multi_label)
+                             self.loaded.multi_label, self.precision)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         tokens = tokens_of(batch)                                           # (B, L)
@@ -74,9 +79,10 @@ class Scorer:
 
 
 def probabilities(model: Any, ids: np.ndarray, num_classes: int, device: torch.device,
-                  chunk: int = 128, multi_label: bool = False) -> np.ndarray:
+                  chunk: int = 128, multi_label: bool = False, precision: str = "fp32") -> np.ndarray:
     """Class probabilities (B, C) of token ids (B, L) under model (a TextCNN or an exported one):
-    softmax, or a sigmoid per class for a multi-label model.
+    softmax, or a sigmoid per class for a multi-label model; bf16 autocast as precision says
+    ("auto": on GPU only), the probabilities themselves always in fp32.
 
     The model's cost grows with the padded width, so rows are sorted by length and run in chunks
     trimmed to their own longest row. Masked pooling makes each row's score independent of the
@@ -84,7 +90,7 @@ def probabilities(model: Any, ids: np.ndarray, num_classes: int, device: torch.d
     """
     out = np.empty((len(ids), num_classes), dtype=np.float32)
     order = np.argsort((ids != PAD_ID).sum(axis=1), kind="stable")
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, precision):
         for rows in np.array_split(order, max(1, -(-len(ids) // chunk))):
             x = torch.from_numpy(trim(ids[rows], model.min_length)).long().to(device)
             logits = model(x).float()                                               # (b, C)

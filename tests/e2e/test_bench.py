@@ -6,17 +6,22 @@ from pathlib import Path
 
 import pytest
 
+from textcnn.bench import untrained_model
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_prints_the_ceiling_the_run_memory_and_the_tokenizer(tmp_path):
-    proc = subprocess.run([sys.executable, "jobs/bench.py", "--rows", "1275", "--scale", "2",
-                           "--workdir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+def test_bench_prints_the_ceiling_the_run_memory_the_tokenizer_and_int8(tmp_path):
+    model = untrained_model(str(tmp_path / "model"))   # the bench's own default trains one
+    proc = subprocess.run([sys.executable, "jobs/bench.py", "--rows", "1275", "--scale", "2", "--model",
+                           model, "--workdir", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     for needle in ("bare loop", "scoring run", "x bare", "tokenizer alone", "1,275 rows:", "2,550 rows:",
-                   "actor peak at 2x the corpus"):
+                   "actor peak at 2x the corpus", "the run once started", "fixed cost",
+                   "fastText predict, same texts", "x fastText", "int8 bare loop", "(int8)"):
         assert needle in out, out
     assert "actor     0 MiB" not in out        # the actor's memory was really read
