@@ -43,20 +43,20 @@ def main(rows: int, scale: int, model: str | None, actors: int, cpus_per_actor: 
         click.echo("training a model on the bundled sample ...", err=True)
         model = bench.trained_model(os.path.join(workdir, "model"), workers=min(2, threads))
     actors = actors or runtime.default_actors(gpus)
+    wanted = [rows] + ([rows * scale] if scale > 1 else [])
+    folders = [os.path.join(workdir, f"corpus-{n}") for n in wanted]
+    sizes = [bench.corpus(folder, n) for folder, n in zip(folders, wanted)]
+    # The one-process figures first: they also give the cluster time to settle after training.
+    click.echo("bare loop, tokenizer and int8 ...", err=True)
+    bare = bench.bare_loop(model, folders[0], threads, "bf16" if gpus and precision == "auto" else precision)
+    tokens = bench.tokenizer_speed(model, folders[0])
+    quantized = bench.int8_report(model, folders[0], threads)
     runs = []
-    for n in [rows] + ([rows * scale] if scale > 1 else []):
-        folder = os.path.join(workdir, f"corpus-{n}")
-        n = bench.corpus(folder, n)
+    for folder, n in zip(folders, sizes):
         click.echo(f"scoring {n:,} rows with {actors} actor(s) x {cpus_per_actor:g} CPU ...", err=True)
         runs.append(bench.pipeline(ScoreConfig(
             model=model, input=folder, output=os.path.join(workdir, "scores"), run_id=f"bench-{n}",
-            actors=actors, cpus_per_actor=cpus_per_actor, batch_size=batch_size, use_gpu=gpus,
-            precision=precision)))
-    first = os.path.join(workdir, f"corpus-{rows}")
-    click.echo("bare loop, tokenizer and int8 ...", err=True)
-    bare = bench.bare_loop(model, first, threads, "bf16" if gpus and precision == "auto" else precision)
-    tokens = bench.tokenizer_speed(model, first)
-    quantized = bench.int8_report(model, first, threads)
+            actors=actors, cpus_per_actor=cpus_per_actor, batch_size=batch_size, use_gpu=gpus, precision=precision)))
     click.echo("\n".join(_report(runs, bare, tokens, quantized, threads, actors, cpus_per_actor)))
 
 
