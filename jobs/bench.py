@@ -50,7 +50,7 @@ def main(rows: int, scale: int, model: str | None, actors: int, cpus_per_actor: 
     click.echo("bare loop, tokenizer and int8 ...", err=True)
     bare = bench.bare_loop(model, folders[0], threads, "bf16" if gpus and precision == "auto" else precision)
     tokens = bench.tokenizer_speed(model, folders[0])
-    quantized = bench.int8_report(model, folders[0], threads)
+    quantized = bench.int8_report(model, folders[0])
     runs = []
     for folder, n in zip(folders, sizes):
         click.echo(f"scoring {n:,} rows with {actors} actor(s) x {cpus_per_actor:g} CPU ...", err=True)
@@ -73,15 +73,20 @@ def _report(runs, bare, tokens, quantized, threads, actors, cpus_per_actor) -> l
     for r in runs:
         lines.append(f"{r.rows:>11,} rows: {r.rows_per_second:8,.0f} rows/s = {r.rows_per_second / bare:.2f} x bare, "
                      f"{r.seconds:6.1f} s; peak memory: actor {r.actor_peak_bytes / mib:5.0f} MiB private, "
-                     f"driver {r.driver_peak_bytes / mib:5.0f} MiB RSS")
+                     f"driver {r.driver_peak_bytes / mib:5.0f} MiB RSS (during the run)")
     if len(runs) > 1:
-        rate, fixed = bench.marginal(runs[0], runs[1])
-        lines.append(f"the run once started: {rate:8,.0f} rows/s = {rate / bare:.2f} x bare; its fixed cost "
-                     f"{fixed:.1f} s (actor start: process, torch import, model load; plan; commit)")
+        split = bench.marginal(runs[0], runs[1])
+        lines.append("the run once started: corpora too small to tell it from the fixed cost" if split is None else
+                     f"the run once started: {split[0]:8,.0f} rows/s = {split[0] / bare:.2f} x bare; its fixed cost "
+                     f"{split[1]:.1f} s (actor start: process, torch import, model load; plan; commit)")
         if runs[0].actor_peak_bytes:
             growth = runs[1].actor_peak_bytes / runs[0].actor_peak_bytes
             lines.append(f"actor peak at {runs[1].rows // runs[0].rows}x the corpus = {growth:.2f} x at 1x   "
                          f"[target <= {bench.TARGET_MEMORY}: {_verdict(growth <= bench.TARGET_MEMORY)}]")
+    last = runs[-1]
+    lines.append(f"CPU during the {last.rows:,}-row run ({threads} cores x {last.seconds:.0f} s): " + ", ".join(
+        f"{group} {seconds / (threads * last.seconds):.0%}" for group, seconds in
+        sorted(last.cpu.items(), key=lambda gs: -gs[1]) if seconds > 0.005 * threads * last.seconds))
     lines.append(f"tokenizer alone, 1 core                 {tokens.ours:10,.0f} docs/s")
     if tokens.fasttext:
         share = tokens.ours / tokens.fasttext
@@ -91,8 +96,9 @@ def _report(runs, bare, tokens, quantized, threads, actors, cpus_per_actor) -> l
         lines.append(f"fastText not installed (pip install '.[bench]'): REFERENCE.md gives {bench.FASTTEXT_REFERENCE}"
                      f" docs/s; not measured in this run")
     q = quantized
-    lines.append(f"int8 bare loop {q.int8_rows_per_s:10,.0f} rows/s = {q.int8_rows_per_s / q.fp32_rows_per_s:.2f} x "
-                 f"fp32 ({q.fp32_rows_per_s:,.0f}); held-out accuracy {q.fp32_accuracy:.4f} (fp32) -> "
+    gain = q.int8_rows_per_s / q.fp32_rows_per_s
+    lines.append(f"int8, 1 torch thread {q.int8_rows_per_s:8,.0f} rows/s = {gain:.2f} x fp32 "
+                 f"({q.fp32_rows_per_s:,.0f}); held-out accuracy {q.fp32_accuracy:.4f} (fp32) -> "
                  f"{q.int8_accuracy:.4f} (int8), {q.int8_accuracy - q.fp32_accuracy:+.4f}")
     return lines
 

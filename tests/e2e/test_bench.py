@@ -21,7 +21,7 @@ def test_bench_prints_the_ceiling_the_run_memory_the_tokenizer_and_int8(tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     for needle in ("bare loop", "scoring run", "x bare", "tokenizer alone", "1,275 rows:", "2,550 rows:",
-                   "actor peak at 2x the corpus", "the run once started", "fixed cost",
-                   "fastText predict, same texts", "x fastText", "int8 bare loop", "(int8)"):
+                   "actor peak at 2x the corpus", "the run once started", "scoring actors",
+                   "fastText predict, same texts", "x fastText", "int8, 1 torch thread", "(int8)"):
         assert needle in out, out
     assert "actor     0 MiB" not in out        # the actor's memory was really read
