@@ -154,60 +154,6 @@ def int8_report(model_dir: str, folder: str, rounds: int = 3, max_files: int = 8
     return Int8Report(speed["fp32"], speed["int8"], accuracy["fp32"], accuracy["int8"])
 
 
-class ActorMemory:
-    """Samples the private resident memory (RssAnon) of this machine's Scorer actors while a run goes
-    on, and keeps each one's peak. Private, because an actor's RSS also counts the pages of Ray's
-    shared object store it has touched, which grow with the queue, not with the actor. The driver's
-    RSS is sampled too: its lifetime peak would count what the process did before the run."""
-
-    def __init__(self) -> None:
-        self.peak: dict[int, int] = {}
-        self.driver_peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    @staticmethod
-    def _pids() -> list[int]:
-        """Scorer actor processes of this machine: Ray titles them ray::MapWorker(MapBatches(Scorer))."""
-        pids = []
-        for entry in os.listdir("/proc"):
-            try:
-                title = open(f"/proc/{entry}/cmdline", "rb").read().decode(errors="replace")
-            except OSError:
-                continue
-            if entry.isdigit() and title.startswith("ray::") and "Scorer" in title:
-                pids.append(int(entry))
-        return pids
-
-    @staticmethod
-    def _status_bytes(pid: int | str, field: str) -> int | None:
-        try:
-            status = open(f"/proc/{pid}/status").read()
-        except OSError:
-            return None
-        return 1024 * int(next(line for line in status.splitlines() if line.startswith(field + ":")).split()[1])
-
-    def _poll(self) -> None:
-        while not self._stop.wait(0.5):
-            for pid in self._pids():
-                anon = self._status_bytes(pid, "RssAnon")
-                if anon is not None:
-                    self.peak[pid] = max(self.peak.get(pid, 0), anon)
-            self.driver_peak = max(self.driver_peak, self._status_bytes("self", "VmRSS") or 0)
-
-    def __enter__(self) -> ActorMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def max_bytes(self) -> int:
-        return max(self.peak.values(), default=0)
-
-
 def _cpu_seconds() -> dict[int, tuple[str, float]]:
     """Every process's (command line, user + system CPU seconds) on this machine."""
     out, tick = {}, os.sysconf("SC_CLK_TCK")
@@ -228,7 +174,7 @@ RAY_DATA_ACTORS = ("_StatsActor", "_AutoscalingCoordinatorActor", "ActorLocation
 def _group(pid: int, cmd: str) -> str:
     if pid == os.getpid():
         return "driver"
-    if cmd.startswith("ray::"):
+    if cmd.startswith("ray::"):          # Ray titles its workers: ray::MapWorker(MapBatches(Scorer)), ...
         if "Scorer" in cmd:
             return "scoring actors"
         return "Ray Data's actors" if any(a in cmd for a in RAY_DATA_ACTORS) else "CPU tasks"
@@ -242,6 +188,50 @@ def cpu_by_group(before: dict, after: dict) -> dict[str, float]:
         group = _group(pid, cmd)
         spent[group] = spent.get(group, 0.0) + cpu - before.get(pid, (cmd, 0.0))[1]
     return spent
+
+
+class ActorMemory:
+    """Samples the private resident memory (RssAnon) of this machine's Scorer actors while a run goes
+    on, and keeps each one's peak. Private, because an actor's RSS also counts the pages of Ray's
+    shared object store it has touched, which grow with the queue, not with the actor. The driver's
+    RSS is sampled too: its lifetime peak would count what the process did before the run."""
+
+    def __init__(self) -> None:
+        self.peak: dict[int, int] = {}
+        self.driver_peak = 0
+        self.cpu_seen: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    @staticmethod
+    def _status_bytes(pid: int | str, field: str) -> int | None:
+        try:
+            status = open(f"/proc/{pid}/status").read()
+        except OSError:
+            return None
+        return 1024 * int(next(line for line in status.splitlines() if line.startswith(field + ":")).split()[1])
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.5):
+            processes = _cpu_seconds()
+            self.cpu_seen.update(processes)     # the actors exit with the run: keep their last figure
+            for pid in (pid for pid, (cmd, _) in processes.items() if _group(pid, cmd) == "scoring actors"):
+                anon = self._status_bytes(pid, "RssAnon")
+                if anon is not None:
+                    self.peak[pid] = max(self.peak.get(pid, 0), anon)
+            self.driver_peak = max(self.driver_peak, self._status_bytes("self", "VmRSS") or 0)
+
+    def __enter__(self) -> ActorMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def max_bytes(self) -> int:
+        return max(self.peak.values(), default=0)
 
 
 @dataclass
@@ -267,7 +257,7 @@ def pipeline(config: ScoreConfig) -> PipelineRun:
         summary = score(config)
     seconds = time.perf_counter() - started
     return PipelineRun(summary.rows_in, seconds, memory.max_bytes, memory.driver_peak, summary.manifest,
-                       cpu_by_group(cpu_before, _cpu_seconds()))
+                       cpu_by_group(cpu_before, {**memory.cpu_seen, **_cpu_seconds()}))
 
 
 

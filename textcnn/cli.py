@@ -212,7 +212,8 @@ def _today() -> str:
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--actors", default=0, show_default=True,
               help="Scoring actors; 0: one per CPU core of the cluster (one per GPU with --gpus).")
-@click.option("--batch-size", default=ScoreConfig.batch_size, show_default=True)
+@click.option("--batch-size", default=ScoreConfig.batch_size, show_default=True,
+              help="Rows per model call; 0: 4096 on CPU, 8192 on GPU.")
 @click.option("--gpus", is_flag=True, help="One GPU per actor.")
 @click.option("--cpus-per-actor", default=ScoreConfig.cpus_per_actor, show_default=True,
               help="Logical CPUs each actor reserves; its torch threads follow.")

@@ -33,6 +33,13 @@ def default_actors(use_gpu: bool) -> int:
     return max(1, int(have.get("GPU", 0) if use_gpu else have.get("CPU", 1)))
 
 
+def default_batch_size(use_gpu: bool) -> int:
+    """Rows per scoring call. Each call sorts its rows by length and runs them in chunks trimmed to
+    their longest row, so a larger batch pads less: on one CPU thread, 4096-row batches scored
+    1.2-1.3x the rows/s of 512-row ones. A GPU wants more rows per call still."""
+    return 8192 if use_gpu else 4096
+
+
 def require(cpus: float, gpus: float, what: str) -> None:
     """Fail clearly when the cluster cannot ever hold cpus/gpus at once."""
     have = ray.cluster_resources()

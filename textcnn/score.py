@@ -159,16 +159,21 @@ def _merge(records: list[dict]) -> dict:
             "reasons": dict(reasons), "top_prob_histogram": hist.tolist()}
 
 
+def _with_resources(config: ScoreConfig) -> ScoreConfig:
+    """config with its actor count and batch size derived from the cluster where left at 0."""
+    runtime.ensure_ray()
+    return dataclasses.replace(config, actors=config.actors or runtime.default_actors(config.use_gpu),
+                               batch_size=config.batch_size or runtime.default_batch_size(config.use_gpu))
+
+
 def _score_pending(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan,
                    dups: dict[int, np.ndarray], pending: list, staging: runs.Staging,
                    lineage: dict[str, str]) -> dict[int, dict]:
     """Run the pipeline over the pending units, committing each unit as soon as all its rows are in."""
-    runtime.ensure_ray()
-    config = dataclasses.replace(config, actors=config.actors or runtime.default_actors(config.use_gpu))
     runtime.require(config.actors * config.cpus_per_actor, config.actors if config.use_gpu else 0,
                     f"scoring with {config.actors} actor(s)")
-    log.info("scoring with %d actor(s) of %g CPU%s", config.actors, config.cpus_per_actor,
-             " and 1 GPU" if config.use_gpu else "")
+    log.info("scoring with %d actor(s) of %g CPU%s, %d rows per call", config.actors, config.cpus_per_actor,
+             " and 1 GPU" if config.use_gpu else "", config.batch_size)
     expected = {u.index: u.rows for u in pending}
     parts: dict[int, list] = {u: [] for u in expected}
     done: dict[int, dict] = {}
@@ -276,6 +281,8 @@ def score(config: ScoreConfig) -> RunSummary:
         pending = [u for u in plan.units if u.index not in reused]
         log.info("%s: %d units of %d rows in %d file(s); %d committed by an earlier attempt, %d to score",
                  config.run_key, len(plan.units), plan.rows, len(plan.files), len(reused), len(pending))
+        if pending:
+            config = _with_resources(config)      # the manifest records what ran
         fresh = _score_pending(config, loaded, plan, dups, pending, staging, lineage) if pending else {}
         done = {**reused, **fresh}
         _reconcile(plan, done, config)

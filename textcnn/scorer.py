@@ -38,7 +38,8 @@ class Scorer:
         if explain and not isinstance(self.loaded.model, TextCNN):
             raise ValueError(f"{model_uri}: explanations need the PyTorch model directory, not an export")
 
-    def probabilities(self, ids: np.ndarray, chunk: int = 128) -> np.ndarray:
+    def probabilities(self, ids: np.ndarray, chunk: int = 0) -> np.ndarray:
+        chunk = chunk or (1024 if self.device.type == "cuda" else 128)   # a GPU wants larger calls
         return probabilities(self.loaded.model, ids, len(self.labels), self.device, chunk,
                              self.loaded.multi_label, self.precision)
 

@@ -41,6 +41,7 @@ def test_score_s3_to_s3(s3, tmp_path, tiny_model_dir):
     manifest = storage.read_text(f"{summary.run_dir}/_SUCCESS")
     assert s3.secret not in manifest and s3.key not in manifest
     assert len(json.loads(manifest)["input"]["files"]) == 120
+    assert json.loads(manifest)["config"]["batch_size"] == 4096      # resolved from the device: CPU
     # staging and the lock are gone once committed
     left = fs.get_file_info(pafs.FileSelector("textcnn-it/scores", recursive=True))
     assert not [f.path for f in left if f.type == pafs.FileType.File and ("/_staging/" in f.path
