@@ -22,8 +22,9 @@ from textcnn.config import TokenizerConfig
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
 
-# Han, kana, hangul and CJK punctuation blocks: one token per character.
-CJK_CHARS = "\u2e80-\u2fdf\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
+# Han, kana, hangul and CJK punctuation blocks: one token per character. The block of CJK symbols
+# starts at U+3001: U+3000 is the ideographic space, a separator like any other space.
+CJK_CHARS = "\u2e80-\u2fdf\u3001-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
 _TOKEN_RE = re.compile(rf"[{CJK_CHARS}]|[^\W{CJK_CHARS}]+|[^\w\s]")
 _CJK_RE = re.compile(rf"[{CJK_CHARS}]")
 

@@ -22,6 +22,11 @@ def test_chinese_splits_into_characters_and_keeps_latin_words():
     assert split("恒生AH溢指收平 A股") == ["恒", "生", "ah", "溢", "指", "收", "平", "a", "股"]
 
 
+def test_ideographic_and_other_unicode_spaces_separate_tokens():
+    assert split("利比亚首都再遭空袭\u3000媒体称") == list("利比亚首都再遭空袭媒体称")
+    assert split("ok\u00a0go\u2003now") == ["ok", "go", "now"]
+
+
 def test_empty_none_and_non_strings_give_no_tokens():
     assert split("") == [] and split(None) == [] and split(3.5) == []
     tok = build(["some words here"], max_length=8)
