@@ -30,9 +30,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted wo
 @click.option("--gpus", is_flag=True, help="One GPU per actor.")
 @click.option("--precision", default="auto", show_default=True,
               type=click.Choice(("auto", "fp32", "bf16", "int8")), help="Of the scoring runs.")
+@click.option("--input", "input_dir", default=None,
+              help="A local folder of Parquet to score instead of a corpus made from the sample (no 10x run).")
+@click.option("--id-column", default="id", show_default=True)
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--labelled", default=None,
+              help="Parquet with text and label columns for int8's accuracy change; default: the bundled "
+                   "held-out sample.")
 @click.option("--workdir", default="runs/bench", show_default=True)
 def main(rows: int, scale: int, model: str | None, actors: int, cpus_per_actor: float, batch_size: int,
-         gpus: bool, precision: str, workdir: str) -> None:
+         gpus: bool, precision: str, input_dir: str | None, id_column: str, text_column: str,
+         labelled: str | None, workdir: str) -> None:
     from textcnn import bench, runtime
     from textcnn.config import ScoreConfig
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -43,20 +51,26 @@ def main(rows: int, scale: int, model: str | None, actors: int, cpus_per_actor: 
         click.echo("training a model on the bundled sample ...", err=True)
         model = bench.trained_model(os.path.join(workdir, "model"), workers=min(2, threads))
     actors = actors or runtime.default_actors(gpus)
-    wanted = [rows] + ([rows * scale] if scale > 1 else [])
-    folders = [os.path.join(workdir, f"corpus-{n}") for n in wanted]
-    sizes = [bench.corpus(folder, n) for folder, n in zip(folders, wanted)]
+    if input_dir:
+        folders, sizes = [input_dir], [bench.rows_in(input_dir)]
+    else:
+        wanted = [rows] + ([rows * scale] if scale > 1 else [])
+        folders = [os.path.join(workdir, f"corpus-{n}") for n in wanted]
+        sizes = [bench.corpus(folder, n) for folder, n in zip(folders, wanted)]
+    columns = (id_column, text_column)
     # The one-process figures first: they also give the cluster time to settle after training.
     click.echo("bare loop, tokenizer and int8 ...", err=True)
-    bare = bench.bare_loop(model, folders[0], threads, "bf16" if gpus and precision == "auto" else precision)
-    tokens = bench.tokenizer_speed(model, folders[0])
-    quantized = bench.int8_report(model, folders[0])
+    bare = bench.bare_loop(model, folders[0], threads, "bf16" if gpus and precision == "auto" else precision,
+                           columns=columns)
+    tokens = bench.tokenizer_speed(model, folders[0], text_column=text_column)
+    quantized = bench.int8_report(model, folders[0], labelled, columns=columns)
     runs = []
     for folder, n in zip(folders, sizes):
         click.echo(f"scoring {n:,} rows with {actors} actor(s) x {cpus_per_actor:g} CPU ...", err=True)
         runs.append(bench.pipeline(ScoreConfig(
             model=model, input=folder, output=os.path.join(workdir, "scores"), run_id=f"bench-{n}",
-            actors=actors, cpus_per_actor=cpus_per_actor, batch_size=batch_size, use_gpu=gpus, precision=precision)))
+            id_column=id_column, text_column=text_column, actors=actors, cpus_per_actor=cpus_per_actor,
+            batch_size=batch_size, use_gpu=gpus, precision=precision)))
     click.echo("\n".join(_report(runs, bare, tokens, quantized, threads, actors, cpus_per_actor)))
 
 
@@ -97,9 +111,11 @@ def _report(runs, bare, tokens, quantized, threads, actors, cpus_per_actor) -> l
                      f" docs/s; not measured in this run")
     q = quantized
     gain = q.int8_rows_per_s / q.fp32_rows_per_s
+    accuracy = ("no labelled data with the model's classes (--labelled)" if q.fp32_accuracy is None else
+                f"held-out accuracy {q.fp32_accuracy:.4f} (fp32) -> {q.int8_accuracy:.4f} (int8), "
+                f"{q.int8_accuracy - q.fp32_accuracy:+.4f}")
     lines.append(f"int8, 1 torch thread {q.int8_rows_per_s:8,.0f} rows/s = {gain:.2f} x fp32 "
-                 f"({q.fp32_rows_per_s:,.0f}); held-out accuracy {q.fp32_accuracy:.4f} (fp32) -> "
-                 f"{q.int8_accuracy:.4f} (int8), {q.int8_accuracy - q.fp32_accuracy:+.4f}")
+                 f"({q.fp32_rows_per_s:,.0f}); {accuracy}")
     return lines
 
 

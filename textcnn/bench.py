@@ -33,6 +33,7 @@ from textcnn.text import VocabBuilder
 log = logging.getLogger(__name__)
 
 TARGET_RATIO, TARGET_MEMORY = 0.85, 1.2
+SAMPLE_LABELS = ["fresh", "rotten"]
 FASTTEXT_REFERENCE = "60,000-110,000"     # ../shared/datasets/REFERENCE.md, docs/s on this 2-core machine
 
 
@@ -64,24 +65,33 @@ def corpus(folder: str, rows: int, copies_per_file: int = 5) -> int:
     copies = max(1, round(rows / pq.read_metadata(SAMPLE_TEST).num_rows))
     if not glob.glob(os.path.join(folder, "*.parquet")):
         return make_corpus(SAMPLE_TEST, folder, copies, max(1, copies // copies_per_file))
-    return sum(pq.read_metadata(f).num_rows for f in glob.glob(os.path.join(folder, "*.parquet")))
+    return rows_in(folder)
 
 
-def _texts(folder: str, max_rows: int) -> list[str]:
+def rows_in(folder: str) -> int:
+    """Rows of the Parquet files in folder, from their footers."""
+    files = glob.glob(os.path.join(folder, "*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no *.parquet files to score")
+    return sum(pq.read_metadata(f).num_rows for f in files)
+
+
+def _texts(folder: str, max_rows: int, text_column: str = "text") -> list[str]:
     texts: list[str] = []
     for path in sorted(glob.glob(os.path.join(folder, "*.parquet"))):
-        texts += pq.read_table(path, columns=["text"]).column(0).to_pylist()
+        texts += pq.read_table(path, columns=[text_column]).column(0).to_pylist()
         if len(texts) >= max_rows:
             break
     return texts[:max_rows]
 
 
-def bare_loop(model_dir: str, folder: str, threads: int, precision: str = "fp32", max_files: int = 0) -> float:
+def bare_loop(model_dir: str, folder: str, threads: int, precision: str = "fp32", max_files: int = 0,
+              columns: tuple[str, str] = ("id", "text")) -> float:
     """Rows/s of read -> tokenize -> score in one process, no Ray (over the first max_files files; 0: all)."""
     scorer = Scorer(model_dir, threads=threads, precision=precision)
     rows, started = 0, time.perf_counter()
     for path in sorted(glob.glob(os.path.join(folder, "*.parquet")))[:max_files or None]:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=8192, columns=["id", "text"]):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=8192, columns=list(columns)):
             scorer.probabilities(scorer.loaded.tokenizer.encode(batch.column(1).to_pylist()))   # (B, C)
             rows += batch.num_rows
     return rows / (time.perf_counter() - started)
@@ -117,11 +127,12 @@ class TokenizerSpeed:
     fasttext: float | None       # docs/s, fastText's whole prediction on the same texts; None: not installed
 
 
-def tokenizer_speed(model_dir: str, folder: str, max_rows: int = 100_000, rounds: int = 3) -> TokenizerSpeed:
+def tokenizer_speed(model_dir: str, folder: str, max_rows: int = 100_000, rounds: int = 3,
+                    text_column: str = "text") -> TokenizerSpeed:
     """Docs/s of the tokenizer alone and of fastText's prediction, on one core, measured in turns
     (best of `rounds` each) so that both see the same machine."""
     tokenizer = artifacts.load(model_dir).tokenizer
-    texts = _texts(folder, max_rows)
+    texts = _texts(folder, max_rows, text_column)
     def ours(items: list) -> None:
         for i in range(0, len(items), 8192):
             tokenizer.encode(items[i:i + 8192])
@@ -138,19 +149,23 @@ def tokenizer_speed(model_dir: str, folder: str, max_rows: int = 100_000, rounds
 class Int8Report:
     fp32_rows_per_s: float
     int8_rows_per_s: float
-    fp32_accuracy: float
-    int8_accuracy: float
+    fp32_accuracy: float | None      # None: no labelled data with the model's classes
+    int8_accuracy: float | None
 
 
-def int8_report(model_dir: str, folder: str, rounds: int = 3, max_files: int = 8) -> Int8Report:
+def int8_report(model_dir: str, folder: str, labelled: str | None = None, rounds: int = 3, max_files: int = 8,
+                columns: tuple[str, str] = ("id", "text")) -> Int8Report:
     """The bare loop at fp32 and at int8 on one torch thread, as a CPU scoring actor runs, in turns
     (best of `rounds` each: this machine's speed drifts by 20% within a minute), and both
-    precisions' accuracy on the held-out sample."""
+    precisions' accuracy on labelled (default: the held-out sample, if the model has its classes)."""
     speed = {"fp32": 0.0, "int8": 0.0}
     for _ in range(rounds):
         for p in speed:
-            speed[p] = max(speed[p], bare_loop(model_dir, folder, 1, p, max_files))
-    accuracy = {p: evaluate_parquet(model_dir, SAMPLE_TEST, precision=p)["accuracy"] for p in speed}
+            speed[p] = max(speed[p], bare_loop(model_dir, folder, 1, p, max_files, columns))
+    if labelled is None and artifacts.load(model_dir).labels == SAMPLE_LABELS:
+        labelled = SAMPLE_TEST
+    accuracy = {p: evaluate_parquet(model_dir, labelled, precision=p)["accuracy"] if labelled else None
+                for p in speed}
     return Int8Report(speed["fp32"], speed["int8"], accuracy["fp32"], accuracy["int8"])
 
 
