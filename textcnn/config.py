@@ -159,7 +159,7 @@ class ScoreConfig:
         _check(self.id_column != self.text_column, "text_column", "must differ from id_column")
         _check(self.actors >= 0, "actors", f"must be >= 0 (0: from the cluster), got {self.actors}")
         _check(self.cpus_per_actor > 0, "cpus_per_actor", f"must be > 0, got {self.cpus_per_actor}")
-        _check(self.batch_size >= 0, "batch_size", f"must be >= 1 (0: from the device), got {self.batch_size}")
+        _check(self.batch_size >= 0, "batch_size", f"must be >= 0 (0: from the device), got {self.batch_size}")
         _check(self.unit_rows >= 1, "unit_rows", f"must be >= 1, got {self.unit_rows}")
         _check(self.max_text_chars >= 1, "max_text_chars", f"must be >= 1, got {self.max_text_chars}")
         _check(self.max_id_chars >= 1, "max_id_chars", f"must be >= 1, got {self.max_id_chars}")

@@ -109,9 +109,10 @@ def validate(config: ScoreConfig) -> tuple[artifacts.LoadedModel, Plan, dict[int
         problems.append(str(e))
     if problems:
         raise DataError("cannot start scoring:\n" + "\n".join(problems))
-    if config.explain and not isinstance(loaded.model, TextCNN):
-        raise ConfigError(f"explain: needs the PyTorch model directory; {config.model} is a "
-                          f"{loaded.config.get('format')} export")
+    for wanted, name in ((config.explain, "explain"), (config.precision == "int8", "precision int8")):
+        if wanted and not isinstance(loaded.model, TextCNN):
+            raise ConfigError(f"{name}: needs the PyTorch model directory; {config.model} is a "
+                              f"{loaded.config.get('format')} export")
     return loaded, plan, dups
 
 

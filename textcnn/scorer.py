@@ -15,6 +15,7 @@ from textcnn import artifacts
 from textcnn.explain import top_ngrams
 from textcnn.loop import autocast
 from textcnn.model import TextCNN
+from textcnn.quantize import int8
 from textcnn.rows import as_mask
 from textcnn.stages import EXPLANATION, PRED_LABEL, PRED_LABELS, PRED_PROB, PROB_PREFIX, tokens_of
 from textcnn.text import PAD_ID, trim
@@ -31,7 +32,6 @@ class Scorer:
         self.loaded = artifacts.load(model_uri, self.device, filesystem)
         self.precision = precision
         if precision == "int8":
-            from textcnn.quantize import int8
             self.loaded.model = int8(self.loaded.model)
         self.labels = np.array(self.loaded.labels, dtype=object)
         self.explain = explain

@@ -113,3 +113,7 @@ def test_export_and_explain(tiny_model_dir, tmp_path):
     assert all(len(r["ngrams"]) == 2 and r["predicted_label"] in ("neg", "pos") for r in rows)
     proc = run(TEXTCNN + ["explain", "--model", str(tmp_path / "ts"), "--text", "a good film"], check=False)
     assert proc.returncode == 1 and "explanations need the PyTorch model directory" in proc.stderr
+    proc = run(TEXTCNN + ["score", "--model", str(tmp_path / "ts"), "--input", SAMPLE_TEST, "--output",
+                          str(tmp_path / "s"), "--run-id", "x", "--precision", "int8"], check=False)
+    assert proc.returncode == 1 and "precision int8: needs the PyTorch model directory" in proc.stderr
+    assert "Traceback" not in proc.stderr
