@@ -60,8 +60,7 @@ def main(rows: int, scale: int, model: str | None, actors: int, cpus_per_actor: 
     columns = (id_column, text_column)
     # The one-process figures first: they also give the cluster time to settle after training.
     click.echo("bare loop, tokenizer and int8 ...", err=True)
-    bare = bench.bare_loop(model, folders[0], threads, "bf16" if gpus and precision == "auto" else precision,
-                           columns=columns)
+    bare = bench.bare_loop(model, folders[0], threads, precision, columns=columns, use_gpu=gpus)
     tokens = bench.tokenizer_speed(model, folders[0], text_column=text_column)
     quantized = bench.int8_report(model, folders[0], labelled, columns=columns)
     runs = []

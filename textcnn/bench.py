@@ -86,9 +86,10 @@ def _texts(folder: str, max_rows: int, text_column: str = "text") -> list[str]:
 
 
 def bare_loop(model_dir: str, folder: str, threads: int, precision: str = "fp32", max_files: int = 0,
-              columns: tuple[str, str] = ("id", "text")) -> float:
-    """Rows/s of read -> tokenize -> score in one process, no Ray (over the first max_files files; 0: all)."""
-    scorer = Scorer(model_dir, threads=threads, precision=precision)
+              columns: tuple[str, str] = ("id", "text"), use_gpu: bool = False) -> float:
+    """Rows/s of read -> tokenize -> score in one process, no Ray (over the first max_files files; 0: all),
+    on the device and at the precision a scoring actor would use."""
+    scorer = Scorer(model_dir, use_gpu=use_gpu, threads=threads, precision=precision)
     rows, started = 0, time.perf_counter()
     for path in sorted(glob.glob(os.path.join(folder, "*.parquet")))[:max_files or None]:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=8192, columns=list(columns)):
@@ -209,7 +210,8 @@ class ActorMemory:
     """Samples the private resident memory (RssAnon) of this machine's Scorer actors while a run goes
     on, and keeps each one's peak. Private, because an actor's RSS also counts the pages of Ray's
     shared object store it has touched, which grow with the queue, not with the actor. The driver's
-    RSS is sampled too: its lifetime peak would count what the process did before the run."""
+    RSS is sampled too (its lifetime peak would count what the process did before the run), and
+    every process's CPU time, so that the actors' last figure survives their exit."""
 
     def __init__(self) -> None:
         self.peak: dict[int, int] = {}
@@ -273,8 +275,6 @@ def pipeline(config: ScoreConfig) -> PipelineRun:
     seconds = time.perf_counter() - started
     return PipelineRun(summary.rows_in, seconds, memory.max_bytes, memory.driver_peak, summary.manifest,
                        cpu_by_group(cpu_before, {**memory.cpu_seen, **_cpu_seconds()}))
-
-
 
 
 def marginal(small: PipelineRun, large: PipelineRun) -> tuple[float, float] | None:

@@ -46,8 +46,14 @@ class Objective:
         return F.cross_entropy(logits, labels, weight=w, reduction=reduction)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
-        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=1)
+        return head_probabilities(logits, self.multi_label)
+
+
+def head_probabilities(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    """(B, C) probabilities of logits, in fp32: a sigmoid per class (multi-label) or a softmax.
+    Validation during training and the scorer both read them from here."""
+    logits = logits.float()
+    return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=1)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -13,7 +13,7 @@ from pyarrow.fs import FileSystem
 
 from textcnn import artifacts
 from textcnn.explain import top_ngrams
-from textcnn.loop import autocast
+from textcnn.loop import autocast, head_probabilities
 from textcnn.model import TextCNN
 from textcnn.quantize import int8
 from textcnn.rows import as_mask
@@ -94,8 +94,7 @@ def probabilities(model: Any, ids: np.ndarray, num_classes: int, device: torch.d
     with torch.inference_mode(), autocast(device, precision):
         for rows in np.array_split(order, max(1, -(-len(ids) // chunk))):
             x = torch.from_numpy(trim(ids[rows], model.min_length)).long().to(device)
-            logits = model(x).float()                                               # (b, C)
-            out[rows] = (torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=1)).cpu().numpy()
+            out[rows] = head_probabilities(model(x), multi_label).cpu().numpy()       # (b, C)
     return out
 
 
