@@ -15,13 +15,10 @@ from ray.data import Dataset
 
 from textcnn import storage
 from textcnn.config import TrainConfig
-from textcnn.text import Tokenizer, VocabBuilder, is_cjk
+from textcnn.rows import DataError  # noqa: F401  (raised here; defined Ray-free for the scorer's stages)
+from textcnn.text import Tokenizer, VocabBuilder, cached_tokenizer, is_cjk
 
 log = logging.getLogger(__name__)
-
-
-class DataError(ValueError):
-    """Input data is missing, unreadable or lacks a needed column; the message names the URI."""
 
 
 def parquet_dataset(uri: str) -> pads.Dataset:
@@ -115,16 +112,6 @@ def survey(ds: Dataset, config: TrainConfig) -> Survey:
                   int(np.percentile(lengths, 95)) if lengths else 1, cjk / max(sum(lengths), 1))
 
 
-_TOKENIZERS: dict[str, Tokenizer] = {}
-
-
-def _tokenizer(vocab: dict[str, Any], vocab_hash: str) -> Tokenizer:
-    """Tokenizers are rebuilt once per worker process, not once per batch."""
-    if vocab_hash not in _TOKENIZERS:
-        _TOKENIZERS[vocab_hash] = Tokenizer.from_dict(vocab)
-    return _TOKENIZERS[vocab_hash]
-
-
 def encode_labels(column: pa.ChunkedArray | pa.Array, label_ids: dict[str, int], multi_label: bool,
                   where: str) -> np.ndarray:
     """Class ids (N,) int64, or multi-hot rows (N, C) float32; a label outside label_ids is named."""
@@ -142,7 +129,7 @@ def encode_labels(column: pa.ChunkedArray | pa.Array, label_ids: dict[str, int],
 
 def _encode_labelled(batch: pa.Table, vocab: dict[str, Any], vocab_hash: str, label_ids: dict[str, int],
                      multi_label: bool, text_column: str, label_column: str) -> dict[str, np.ndarray]:
-    ids = _tokenizer(vocab, vocab_hash).encode(batch.column(text_column).to_pylist())  # (B, L)
+    ids = cached_tokenizer(vocab, vocab_hash).encode(batch.column(text_column).to_pylist())  # (B, L)
     labels = encode_labels(batch.column(label_column), label_ids, multi_label, f"column '{label_column}'")
     return {"ids": ids, "label": labels}
 

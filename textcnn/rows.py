@@ -14,6 +14,11 @@ import pyarrow.compute as pc
 
 from textcnn.text import PAD_ID, UNK_ID, Tokenizer
 
+
+class DataError(ValueError):
+    """Input data is missing, unreadable or lacks a needed column; the message names the URI."""
+
+
 REASONS = {
     "id_null": "the id is null",
     "id_empty": "the id is empty or blank",

@@ -39,7 +39,7 @@ class Scorer:
             raise ValueError(f"{model_uri}: explanations need the PyTorch model directory, not an export")
 
     def probabilities(self, ids: np.ndarray, chunk: int = 0) -> np.ndarray:
-        chunk = chunk or (1024 if self.device.type == "cuda" else 128)   # a GPU wants larger calls
+        chunk = chunk or (4096 if self.device.type == "cuda" else 128)   # H200: 4096 ran 2.7x 1024 (cuda_check)
         return probabilities(self.loaded.model, ids, len(self.labels), self.device, chunk,
                              self.loaded.multi_label, self.precision)
 

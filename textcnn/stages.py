@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 from pyarrow.fs import FileSystem
 
 from textcnn import drift, storage
-from textcnn.data import DataError, _tokenizer
-from textcnn.rows import RowLimits, as_mask, check_rows
+from textcnn.rows import DataError, RowLimits, as_mask, check_rows
+from textcnn.text import cached_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def read_unit(batch: pa.Table, fs: FileSystem, id_column: str, text_column: str,
               vocab_hash: str, limits: RowLimits) -> Iterator[pa.Table]:
     """The CPU stage: read one unit's rows, check them and tokenize the good ones."""
     unit = batch.to_pylist()[0]
-    tokenizer = _tokenizer(vocab, vocab_hash)
+    tokenizer = cached_tokenizer(vocab, vocab_hash)
     row = unit["first_row"]
     try:
         with fs.open_input_file(storage.path_of(unit["uri"])) as f:

@@ -109,6 +109,16 @@ class VocabBuilder:
         return Tokenizer(tokens, config)
 
 
+_TOKENIZERS: dict[str, Tokenizer] = {}
+
+
+def cached_tokenizer(vocab: dict[str, Any], vocab_hash: str) -> Tokenizer:
+    """Tokenizers are rebuilt once per worker process, not once per batch."""
+    if vocab_hash not in _TOKENIZERS:
+        _TOKENIZERS[vocab_hash] = Tokenizer.from_dict(vocab)
+    return _TOKENIZERS[vocab_hash]
+
+
 def trim(ids, min_width: int):
     """Drop the all-padding columns on the right, keeping at least min_width columns.
 

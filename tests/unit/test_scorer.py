@@ -32,3 +32,13 @@ def test_call_scores_good_rows_and_passes_bad_rows_through_with_null_scores(tiny
                       out[PROB_PREFIX + "pos"].to_numpy(zero_copy_only=False)], axis=1)[[0, 2]]
     np.testing.assert_allclose(probs, scorer.probabilities(tokens[[0, 2]]), rtol=1e-6)
     assert [out[PRED_LABEL][i].as_py() for i in (0, 2)] == [["neg", "pos"][i] for i in probs.argmax(axis=1)]
+
+
+def test_the_scorer_and_its_stages_import_without_ray():
+    # the GPU check (jobs/cuda_check.py) runs where Ray may not be installed; the core must not need it
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "import textcnn.scorer, textcnn.stages, textcnn.loop, textcnn.cuda_check")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
