@@ -82,18 +82,21 @@ def registered_epoch(run_dir: str) -> int:
     return max((r["metrics"]["epoch"] for r in results), default=-1)
 
 
-def train_killed_then_resumed(jobs: Jobs, args: list[str], run_dir: str, kill_after_epoch: int = 1) -> int:
-    """Run jobs/train.py ARGS, SIGKILL it once the checkpoint of kill_after_epoch is registered,
-    start it again with the same ARGS and wait for it; returns the last epoch registered at the kill."""
-    first = jobs.start("first", "train", args)
-    deadline = time.time() + 240
-    while registered_epoch(run_dir) < kill_after_epoch and first.poll() is None and time.time() < deadline:
-        time.sleep(0.1)
-    assert first.poll() is None, "the first run ended before the kill: " + jobs.log("first")[-3000:]
-    jobs.kill(first)                                       # SIGKILL: no cleanup runs
-    registered = registered_epoch(run_dir)
-    again = jobs.start("again", "train", args)
-    assert again.wait(timeout=300) == 0, jobs.log("again")[-3000:]
+def train_killed_then_resumed(jobs: Jobs, args: list[str], kills: list[tuple[str, int]]) -> list[int]:
+    """Run jobs/train.py ARGS; for each (run_dir, epoch) of kills, SIGKILL it once that run's
+    checkpoint of that epoch is registered and start it again with the same ARGS; wait for the last
+    start to finish. Returns the last epoch registered in each run_dir at its kill."""
+    registered = []
+    for attempt, (run_dir, kill_after_epoch) in enumerate(kills):
+        proc = jobs.start(f"attempt{attempt}", "train", args)
+        deadline = time.time() + 240
+        while registered_epoch(run_dir) < kill_after_epoch and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        assert proc.poll() is None, f"attempt {attempt} ended before the kill: " + jobs.log(f"attempt{attempt}")[-3000:]
+        jobs.kill(proc)                                       # SIGKILL: no cleanup runs
+        registered.append(registered_epoch(run_dir))
+    last = jobs.start("last", "train", args)
+    assert last.wait(timeout=300) == 0, jobs.log("last")[-3000:]
     return registered
 
 

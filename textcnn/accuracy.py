@@ -29,7 +29,8 @@ class Row:
     macro_f1: float
     reference: Reference
     train_seconds: float
-    epochs: int
+    epochs: int                  # of the selection run (early stopping)
+    refit_epochs: int | None     # of the refit on every row (None: no refit)
 
     @property
     def met(self) -> bool:
@@ -57,14 +58,16 @@ def run_set(datasets: str, name: str, reference: Reference, workdir: str, worker
     report = evaluate_parquet(model, os.path.join(folder, "test.parquet"))
     log.info("%s: test accuracy %.4f, macro-F1 %.4f (target %.3f)", name, report["accuracy"],
              report["macro_f1"], reference.target)
-    return Row(name, report["accuracy"], report["macro_f1"], reference, result.seconds, len(result.history))
+    return Row(name, report["accuracy"], report["macro_f1"], reference, result.seconds, len(result.history),
+               result.refit["epochs"] if result.refit else None)
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| set | accuracy | macro-F1 | target | met | fastText | TF-IDF + LR | train time | epochs |",
+    lines = ["| set | accuracy | macro-F1 | target | met | fastText | TF-IDF + LR | train time | epochs (refit) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        refit = "-" if r.refit_epochs is None else str(r.refit_epochs)
         lines.append(f"| {r.name} | {r.accuracy:.3f} | {r.macro_f1:.3f} | >= {r.reference.target:.3f} | "
                      f"{'yes' if r.met else 'NO'} | {r.reference.fasttext:.3f} | {r.reference.tfidf:.3f} | "
-                     f"{r.train_seconds:.0f} s | {r.epochs} |")
+                     f"{r.train_seconds:.0f} s | {r.epochs} ({refit}) |")
     return "\n".join(lines)

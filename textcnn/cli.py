@@ -122,6 +122,11 @@ _T, _M = TrainConfig, ModelConfig
               help="Share of the steps spent warming up; the rate then decays linearly to 0.")
 @click.option("--weight-decay", default=_T.weight_decay, show_default=True)
 @click.option("--clip-norm", default=_T.clip_norm, show_default=True, help="Gradient norm clipping (0: off).")
+@click.option("--token-dropout", default=_T.token_dropout, show_default=True,
+              help="Share of each training row's tokens replaced by <unk> at every step.")
+@click.option("--refit/--no-refit", default=_T.refit, show_default=True,
+              help="When --val is not given: once early stopping has picked the epoch count on the 10% "
+                   "held out, train again on every row for that many epochs and export that model.")
 @click.option("--class-weights", default=_T.class_weights, show_default=True,
               type=click.Choice(CLASS_WEIGHTS), help="balanced: weigh classes inversely to their frequency.")
 @click.option("--precision", default=_T.precision, show_default=True, type=click.Choice(PRECISIONS),
@@ -160,9 +165,10 @@ def train_cmd(train_path: str, output: str, val_path: str | None, max_length: in
                          tokenizer=TokenizerConfig(max_length=max_length))
     result = fit(config)
     m = result.metrics
+    refit = f"; refit on all {result.refit['rows']} rows for {result.refit['epochs']} epoch(s)" if result.refit else ""
     click.echo(f"model {result.model_version} written to {result.output}: best epoch {m['epoch']} of "
                f"{len(result.history)}, val accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
-               f"micro-F1 {m['micro_f1']:.4f}, {result.seconds:.1f} s")
+               f"micro-F1 {m['micro_f1']:.4f}{refit}, {result.seconds:.1f} s")
 
 
 @click.command("tune")

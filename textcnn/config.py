@@ -82,6 +82,8 @@ class TrainConfig:
     warmup_fraction: float = 0.1  # of all steps
     patience: int = 3             # epochs without a better validation metric before stopping (0: never)
     clip_norm: float = 1.0        # gradient norm clipping (0: off)
+    token_dropout: float = 0.1    # share of a training row's tokens replaced by <unk> at each step
+    refit: bool = True            # with val carved from train: retrain on all rows for the picked epochs
     class_weights: str = "none"   # "balanced": loss weights inversely proportional to class frequency
     precision: str = "auto"       # "auto": bf16 autocast on GPU, fp32 on CPU
     embeddings: str | None = None     # word2vec/GloVe text file initialising known words' vectors
@@ -108,6 +110,7 @@ class TrainConfig:
         _check(0.0 <= self.warmup_fraction < 1.0, "warmup_fraction", f"must be in [0, 1), got {self.warmup_fraction}")
         _check(self.patience >= 0, "patience", f"must be >= 0 (0: no early stopping), got {self.patience}")
         _check(self.clip_norm >= 0, "clip_norm", f"must be >= 0 (0: off), got {self.clip_norm}")
+        _check(0.0 <= self.token_dropout < 1.0, "token_dropout", f"must be in [0, 1), got {self.token_dropout}")
         _check(self.class_weights in CLASS_WEIGHTS, "class_weights",
                f"must be one of {CLASS_WEIGHTS}, got {self.class_weights!r}")
         _check(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")

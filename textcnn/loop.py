@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from textcnn.config import TrainConfig
 from textcnn.metrics import report_for
-from textcnn.text import trim
+from textcnn.text import PAD_ID, UNK_ID, trim
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +90,23 @@ def optimizer_and_schedule(model: torch.nn.Module, config: TrainConfig, steps_pe
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_decay(warmup, total))
 
 
+def drop_tokens(ids: torch.Tensor, share: float) -> torch.Tensor:
+    """ids with each real token replaced by <unk> with probability share (word dropout): the model
+    cannot lean on any one word, and it learns what an unseen word looks like."""
+    if share <= 0:
+        return ids
+    hit = (torch.rand(ids.shape, device=ids.device) < share) & (ids != PAD_ID)   # (B, L)
+    return ids.masked_fill(hit, UNK_ID)
+
+
 def train_epoch(model: torch.nn.Module, batches: Iterable[Batch], optimizer: torch.optim.Optimizer,
                 objective: Objective, scheduler: Any = None, clip_norm: float = 0.0,
-                precision: str = "fp32") -> float:
+                precision: str = "fp32", token_dropout: float = 0.0) -> float:
     """One pass over batches; returns the mean training loss."""
     model.train()
     min_len, total, n = _unwrap(model).min_length, 0.0, 0
     for batch in batches:
-        ids = trim(batch["ids"], min_len)                               # (B, L)
+        ids = drop_tokens(trim(batch["ids"], min_len), token_dropout)  # (B, L)
         with autocast(ids.device, precision):
             loss = objective.loss(model(ids), batch["label"])          # logits (B, C)
         optimizer.zero_grad(set_to_none=True)
@@ -169,18 +178,19 @@ class Loop:
     saves_state: bool = True                            # rank 0 only under DDP
     history: list[dict[str, Any]] = field(default_factory=list)
     first_epoch: int = 0
+    end_epoch: int | None = None                        # stop before this epoch (None: config.epochs)
 
 
 def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                objective: Objective, config: TrainConfig, loop: Loop) -> list[dict[str, Any]]:
     """Train until config.epochs or early stopping; report each epoch; return the history."""
     stopping = EarlyStopping.replay(config.patience, loop.history)
-    for epoch in range(loop.first_epoch, config.epochs):
+    for epoch in range(loop.first_epoch, loop.end_epoch or config.epochs):
         if stopping.stop:
             break
         started = time.perf_counter()
         train_loss = train_epoch(model, loop.train_batches(epoch), optimizer, objective, scheduler,
-                                 config.clip_norm, config.precision)
+                                 config.clip_norm, config.precision, config.token_dropout)
         val_loss, y_true, probs = evaluate(model, loop.val_batches(), objective, config.precision)
         report = report_for(y_true, probs, loop.labels, objective.multi_label)
         stopping.update(epoch, report["selection_metric"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.procs import Jobs, check_resumed, train_killed_then_resumed
+from tests.procs import Jobs, train_killed_then_resumed
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN
 from textcnn.runs import read_run
 
@@ -43,19 +43,27 @@ def test_cli_help(command):
 
 
 def test_train_killed_and_resumed_then_score_and_eval(tmp_path):
-    """Training SIGKILLed after its second epoch resumes from local checkpoints; then score and eval.
-    (Resuming from S3 after `ray job stop`: test_submit.py.)"""
+    """Training SIGKILLed during its refit on every row resumes from local checkpoints: started
+    again with the same run name, the finished selection run is not trained again and the refit
+    continues from its own last checkpoint; then score and eval. (A selection run resumed after
+    `ray job stop`, from S3: test_submit.py; after losing a node: test_two_nodes.py.)"""
     model, scores, report = tmp_path / "model", tmp_path / "scores", tmp_path / "eval.json"
-    args = ["--train", SAMPLE_TRAIN, "--output", str(model), "--workers", "1", "--epochs", "4",
-            "--patience", "0", "--filters", "32", "--embed-dim", "32", "--max-length", "32",
-            "--run-name", "cli", "--storage-path", str(tmp_path / "checkpoints")]
+    checkpoints = tmp_path / "checkpoints"
+    # a low rate keeps validation accuracy rising, so the picked epoch (and the refit) is not the first
+    args = ["--train", SAMPLE_TRAIN, "--output", str(model), "--workers", "1", "--epochs", "3",
+            "--patience", "0", "--lr", "1e-3", "--filters", "32", "--embed-dim", "32", "--max-length", "32",
+            "--run-name", "cli", "--storage-path", str(checkpoints)]
     jobs = Jobs(tmp_path)
     try:
-        registered = train_killed_then_resumed(jobs, args, str(tmp_path / "checkpoints" / "cli"))
+        [in_refit] = train_killed_then_resumed(jobs, args, [(str(checkpoints / "cli-refit"), 0)])
     finally:
         jobs.stop_all()
-    assert "written to" in jobs.log("again") and (model / "weights.pt").exists()
-    check_resumed(str(model), registered, 4)
+    assert "written to" in jobs.log("last") and (model / "weights.pt").exists()
+    metrics = json.loads((model / "metrics.json").read_text())
+    assert [(h["epoch"], h["attempt_start_epoch"]) for h in metrics["history"]] == [(0, 0), (1, 0), (2, 0)]
+    refit = metrics["refit"]
+    assert refit["rows"] == 6000 and len(refit["train_loss"]) == refit["epochs"] >= 2
+    assert in_refit + 1 <= refit["attempt_start_epoch"] < refit["epochs"]
     assert (model / "curves.png").read_bytes()[:4] == b"\x89PNG"
     out = run(TEXTCNN + ["score", "--model", str(model), "--input", SAMPLE_TEST, "--output", str(scores),
                          "--actors", "2", "--batch-size", "256", "--date", "2026-11-28"]).stdout

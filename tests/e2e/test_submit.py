@@ -89,7 +89,7 @@ def test_submit_train_stop_resubmit_then_score_jobs_over_s3(ray_head, s3):
     model, epochs = f"{bucket}/models/rt", 4
     args = ["jobs/train.py", "--train", f"{bucket}/data/train.parquet", "--output", model, "--workers", "2",
             "--epochs", str(epochs), "--patience", "0", "--filters", "32", "--embed-dim", "32",
-            "--max-length", "32", "--storage-path", f"{bucket}/checkpoints", "--run-name", "rt"]
+            "--max-length", "32", "--storage-path", f"{bucket}/checkpoints", "--run-name", "rt", "--no-refit"]
     submit(address, env, "train-1", *args, wait=False)
     deadline = time.time() + 300
     while registered_epoch(f"{bucket}/checkpoints/rt") < 1 and time.time() < deadline:

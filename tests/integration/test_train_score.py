@@ -44,8 +44,18 @@ def test_model_directory_records_config_metrics_and_hashes(rt_model):
     assert config["model_version"] == result.model_version
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     best = max(h["val_acc"] for h in metrics["history"])
-    assert metrics["validation"]["accuracy"] == pytest.approx(best)   # the best epoch was exported
+    assert metrics["validation"]["accuracy"] == pytest.approx(best)   # the best epoch was picked
     assert artifacts.verify(out) == []
+
+
+def test_refit_trains_on_every_row_for_the_picked_epochs(rt_model):
+    out, result = rt_model
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    train_rows = pq.read_metadata(dataset("rt_snippets", "train")).num_rows
+    assert result.refit == metrics["refit"]
+    assert metrics["refit"]["rows"] == train_rows                       # train split + validation split
+    assert metrics["refit"]["epochs"] == metrics["validation"]["epoch"] + 1
+    assert len(metrics["refit"]["train_loss"]) == metrics["refit"]["epochs"]
 
 
 def test_scoring_gives_one_row_per_id_with_probabilities_summing_to_one(rt_model, tmp_path):

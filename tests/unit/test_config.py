@@ -24,6 +24,7 @@ pytestmark = pytest.mark.unit
     (lambda: TrainConfig(train="t", output="o", precision="fp8"), "precision"),
     (lambda: TrainConfig(train="t", output="o", freeze_embeddings=True), "freeze_embeddings"),
     (lambda: TrainConfig(train="t", output="o", workers=0), "workers"),
+    (lambda: TrainConfig(train="t", output="o", token_dropout=1.0), "token_dropout"),
     (lambda: TrainConfig(train="t", output="o", val_fraction=1.5), "val_fraction"),
     (lambda: TrainConfig(train="t", output="o", text_column="x", label_column="x"), "label_column"),
     (lambda: ScoreConfig(model="m", input="i", output="o", run_id="r", actors=-1), "actors"),

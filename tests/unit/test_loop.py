@@ -5,7 +5,15 @@ import pytest
 import torch
 
 from textcnn.config import ModelConfig, TrainConfig
-from textcnn.loop import EarlyStopping, Objective, evaluate, optimizer_and_schedule, train_epoch, warmup_decay
+from textcnn.loop import (
+    EarlyStopping,
+    Objective,
+    drop_tokens,
+    evaluate,
+    optimizer_and_schedule,
+    train_epoch,
+    warmup_decay,
+)
 from textcnn.model import TextCNN
 
 pytestmark = pytest.mark.unit
@@ -82,3 +90,29 @@ def test_a_seeded_run_is_repeatable():
         train_epoch(model, _data(False), optimizer, Objective(False), scheduler, 1.0)
         return model.head.weight.detach().clone()
     torch.testing.assert_close(once(), once(), rtol=0, atol=0)
+
+
+def test_token_dropout_turns_about_its_share_of_real_tokens_into_unk_and_never_touches_padding():
+    torch.manual_seed(0)
+    ids = torch.randint(2, 50, (200, 40))
+    ids[:, 30:] = 0                                          # right padding
+    dropped = drop_tokens(ids, 0.25)
+    real = ids[:, :30]
+    hit = dropped[:, :30] == 1
+    assert 0.2 < hit.float().mean().item() < 0.3
+    assert torch.equal(dropped[:, :30][~hit], real[~hit])    # the rest as they were
+    assert (dropped[:, 30:] == 0).all()
+    assert drop_tokens(ids, 0.0) is ids
+
+
+def test_training_with_token_dropout_still_learns():
+    torch.manual_seed(0)
+    model = TextCNN(ModelConfig(vocab_size=40, num_classes=3, embed_dim=16, kernel_sizes=(1, 2), num_filters=8,
+                                dropout=0.0))
+    config = TrainConfig(train="t", output="o", epochs=8, lr=2e-2, token_dropout=0.1)
+    batches = _data(False)
+    optimizer, scheduler = optimizer_and_schedule(model, config, steps_per_epoch=len(batches))
+    for _ in range(8):
+        train_epoch(model, batches, optimizer, Objective(False), scheduler, 1.0, "fp32", config.token_dropout)
+    _, y_true, probs = evaluate(model, batches, Objective(False))
+    assert (probs.argmax(axis=1) == y_true).mean() > 0.9
