@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from tests.procs import Jobs, train_killed_then_resumed
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN
@@ -27,10 +28,16 @@ def run(args, cwd=ROOT, check=True, timeout=600):
     return proc
 
 
-@pytest.mark.parametrize("script", ["train", "score", "tune", "demo", "accuracy"])
+@pytest.mark.parametrize("script", ["train", "score", "tune", "demo", "accuracy", "cuda_check"])
 def test_job_scripts_help(script):
     out = run([sys.executable, f"jobs/{script}.py", "--help"]).stdout
     assert "Usage:" in out and "--help" in out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_cuda_check_says_so_when_there_is_no_gpu():
+    proc = run([sys.executable, "jobs/cuda_check.py"], check=False)
+    assert proc.returncode == 1 and "cuda_check: torch sees no CUDA device" in proc.stderr
 
 
 @pytest.mark.parametrize("command", [[], ["train"], ["score"], ["eval"], ["tune"], ["export"], ["explain"]])
