@@ -21,9 +21,10 @@ def main(workdir: str, workers: int, actors: int, copies: int) -> None:
     from textcnn import demo
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     r = demo.run(workdir, workers, actors, copies)
+    refit = f", then refit on all {r.fit.refit['rows']:,} rows" if r.fit.refit else ""
     click.echo(f"""
 textcnn demo: Rotten Tomatoes snippets (bundled sample, {workers} Ray Train workers, {actors} scoring actors)
-  trained in        {r.fit.seconds:.0f} s, best epoch {r.fit.metrics['epoch']}, val accuracy {r.fit.metrics['accuracy']:.3f}
+  trained in        {r.fit.seconds:.0f} s, best epoch {r.fit.metrics['epoch']}, val accuracy {r.fit.metrics['accuracy']:.3f}{refit}
   held-out test     accuracy {r.evaluation['accuracy']:.3f}, macro-F1 {r.evaluation['macro_f1']:.3f} ({r.evaluation['rows']} rows)
   scored held-out   {r.held_out.rows_scored} rows ({r.held_out.rows_dead} dead-lettered) in {r.held_out.seconds:.1f} s
   scored corpus     {r.corpus.rows_scored:,} rows in {r.corpus.seconds:.1f} s = {r.corpus.rows_per_second:,.0f} rows/s (actor start-up and commit included)

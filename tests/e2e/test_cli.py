@@ -55,9 +55,10 @@ def test_train_killed_and_resumed_then_score_and_eval(tmp_path):
     continues from its own last checkpoint; then score and eval. (A selection run resumed after
     `ray job stop`, from S3: test_submit.py; after losing a node: test_two_nodes.py.)"""
     model, scores, report = tmp_path / "model", tmp_path / "scores", tmp_path / "eval.json"
-    checkpoints = tmp_path / "checkpoints"
+    checkpoints, data = tmp_path / "checkpoints", tmp_path / "train.parquet"
+    pq.write_table(pq.read_table(SAMPLE_TRAIN).slice(0, 3000), data)            # short epochs
     # a low rate keeps validation accuracy rising, so the picked epoch (and the refit) is not the first
-    args = ["--train", SAMPLE_TRAIN, "--output", str(model), "--workers", "1", "--epochs", "3",
+    args = ["--train", str(data), "--output", str(model), "--workers", "1", "--epochs", "3",
             "--patience", "0", "--lr", "1e-3", "--filters", "32", "--embed-dim", "32", "--max-length", "32",
             "--run-name", "cli", "--storage-path", str(checkpoints)]
     jobs = Jobs(tmp_path)
@@ -69,7 +70,8 @@ def test_train_killed_and_resumed_then_score_and_eval(tmp_path):
     metrics = json.loads((model / "metrics.json").read_text())
     assert [(h["epoch"], h["attempt_start_epoch"]) for h in metrics["history"]] == [(0, 0), (1, 0), (2, 0)]
     refit = metrics["refit"]
-    assert refit["rows"] == 6000 and len(refit["train_loss"]) == refit["epochs"] >= 2
+    assert refit["rows"] == 3000 and len(refit["train_loss"]) == refit["epochs"] >= 2
+    assert refit["epochs"] == metrics["validation"]["epoch"] + 1
     assert in_refit + 1 <= refit["attempt_start_epoch"] < refit["epochs"]
     assert (model / "curves.png").read_bytes()[:4] == b"\x89PNG"
     out = run(TEXTCNN + ["score", "--model", str(model), "--input", SAMPLE_TEST, "--output", str(scores),
