@@ -37,8 +37,8 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from textcnn.artifacts import ModelDirError
-        from textcnn.data import DataError
         from textcnn.export import ExportError
+        from textcnn.rows import DataError
         from textcnn.runs import LockedError
         from textcnn.runtime import ResourceError
         from textcnn.score import DriftError, ReconcileError

@@ -15,7 +15,7 @@ from ray.data import Dataset
 
 from textcnn import storage
 from textcnn.config import TrainConfig
-from textcnn.rows import DataError  # noqa: F401  (raised here; defined Ray-free for the scorer's stages)
+from textcnn.rows import DataError
 from textcnn.text import Tokenizer, VocabBuilder, cached_tokenizer, is_cjk
 
 log = logging.getLogger(__name__)

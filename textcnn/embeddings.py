@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from textcnn import storage
-from textcnn.data import DataError
+from textcnn.rows import DataError
 from textcnn.text import PAD_ID, Tokenizer
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from pyarrow.fs import FileSystem
 
 from textcnn import storage
-from textcnn.data import DataError
+from textcnn.rows import DataError
 
 log = logging.getLogger(__name__)
 

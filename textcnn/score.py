@@ -34,10 +34,9 @@ from ray.data import ActorPoolStrategy
 
 from textcnn import artifacts, drift, runs, runtime, storage
 from textcnn.config import ConfigError, ScoreConfig, to_dict
-from textcnn.data import DataError
 from textcnn.model import TextCNN
 from textcnn.plan import Plan, duplicate_rows, plan_input
-from textcnn.rows import RowLimits
+from textcnn.rows import DataError, RowLimits
 from textcnn.scorer import Scorer
 from textcnn.stages import PRED_LABEL, PRED_PROB, PROB_PREFIX, read_unit, write_parts
 

@@ -11,8 +11,7 @@ import pytest
 
 from textcnn import artifacts, runs
 from textcnn.config import ScoreConfig
-from textcnn.data import DataError
-from textcnn.rows import REASONS
+from textcnn.rows import REASONS, DataError
 from textcnn.score import DriftError, score
 from textcnn.scorer import Scorer
 from textcnn.stages import PRED_LABEL, PROB_PREFIX

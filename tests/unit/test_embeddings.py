@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from textcnn.config import ModelConfig, TokenizerConfig, TrainConfig
-from textcnn.data import DataError
 from textcnn.embeddings import read_vectors
 from textcnn.loop import Objective, optimizer_and_schedule, train_epoch
+from textcnn.rows import DataError
 from textcnn.text import VocabBuilder
 from textcnn.train import build_model
 

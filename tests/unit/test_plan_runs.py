@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from textcnn import runs
-from textcnn.data import DataError
 from textcnn.plan import duplicate_rows, plan_input
+from textcnn.rows import DataError
 
 pytestmark = pytest.mark.unit
 
