@@ -24,16 +24,16 @@ import torch
 
 from textcnn import artifacts, runtime
 from textcnn.config import ModelConfig, ScoreConfig, TokenizerConfig, TrainConfig
-from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN, make_corpus
+from textcnn.demo import make_corpus
 from textcnn.evaluation import evaluate_parquet
 from textcnn.model import TextCNN
+from textcnn.sample import SAMPLE_LABELS, SAMPLE_TEST, SAMPLE_TRAIN
 from textcnn.scorer import Scorer
 from textcnn.text import VocabBuilder
 
 log = logging.getLogger(__name__)
 
 TARGET_RATIO, TARGET_MEMORY = 0.85, 1.2
-SAMPLE_LABELS = ["fresh", "rotten"]
 FASTTEXT_REFERENCE = "60,000-110,000"     # ../shared/datasets/REFERENCE.md, docs/s on this 2-core machine
 
 

@@ -17,11 +17,10 @@ from textcnn.config import ModelConfig, TokenizerConfig, TrainConfig
 from textcnn.loop import Objective, evaluate, optimizer_and_schedule, train_epoch
 from textcnn.metrics import classification_report
 from textcnn.model import TextCNN
+from textcnn.sample import SAMPLE_LABELS as LABELS
+from textcnn.sample import SAMPLE_TEST, SAMPLE_TRAIN
 from textcnn.scorer import Scorer
 from textcnn.text import Tokenizer, VocabBuilder
-
-SAMPLE = __file__.rsplit("/", 1)[0] + "/sample"
-LABELS = ["fresh", "rotten"]
 
 
 @dataclass
@@ -35,7 +34,7 @@ class SampleData:
 
 
 def sample_data(max_length: int = 64) -> SampleData:
-    train, test = pq.read_table(f"{SAMPLE}/train.parquet"), pq.read_table(f"{SAMPLE}/test.parquet")
+    train, test = pq.read_table(SAMPLE_TRAIN), pq.read_table(SAMPLE_TEST)
     builder = VocabBuilder(TokenizerConfig(max_length=max_length))
     builder.update(train.column("text").to_pylist())
     tok = builder.build()

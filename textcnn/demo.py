@@ -7,7 +7,6 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -15,13 +14,12 @@ import pyarrow.parquet as pq
 
 from textcnn.config import ScoreConfig, TrainConfig
 from textcnn.evaluation import evaluate_parquet
+from textcnn.sample import SAMPLE_TEST, SAMPLE_TRAIN
 from textcnn.score import RunSummary, score
 from textcnn.train import FitResult, fit
 
 log = logging.getLogger(__name__)
 
-SAMPLE_DIR = Path(__file__).parent / "sample"
-SAMPLE_TRAIN, SAMPLE_TEST = str(SAMPLE_DIR / "train.parquet"), str(SAMPLE_DIR / "test.parquet")
 
 
 def make_corpus(source: str, folder: str, copies: int, files: int = 8) -> int:
