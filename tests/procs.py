@@ -70,31 +70,32 @@ class Jobs:
             self.kill(proc)
 
 
-def registered_epoch(run_dir: str) -> int:
-    """The latest epoch whose checkpoint Ray Train has registered in the run's snapshot (-1: none).
-    A checkpoint folder appears before it is registered; only a registered one is resumed from."""
+def registered_epoch(run_dir: str, phase: str = "select") -> int:
+    """The latest epoch of phase ("select" or "refit") whose checkpoint Ray Train has registered in
+    the run's snapshot (-1: none). A checkpoint folder appears before it is registered; only a
+    registered one is resumed from."""
     from textcnn import storage
     snapshot = storage.join(run_dir, "checkpoint_manager_snapshot.json")
     try:
         results = json.loads(storage.read_text(snapshot))["checkpoint_results"] if storage.exists(snapshot) else []
     except (storage.StorageError, ValueError):   # being rewritten as we read
         return -1
-    return max((r["metrics"]["epoch"] for r in results), default=-1)
+    return max((r["metrics"]["epoch"] for r in results if r["metrics"].get("phase") == phase), default=-1)
 
 
-def train_killed_then_resumed(jobs: Jobs, args: list[str], kills: list[tuple[str, int]]) -> list[int]:
-    """Run jobs/train.py ARGS; for each (run_dir, epoch) of kills, SIGKILL it once that run's
-    checkpoint of that epoch is registered and start it again with the same ARGS; wait for the last
-    start to finish. Returns the last epoch registered in each run_dir at its kill."""
+def train_killed_then_resumed(jobs: Jobs, args: list[str], kills: list[tuple[str, int, str]]) -> list[int]:
+    """Run jobs/train.py ARGS; for each (run_dir, epoch, phase) of kills, SIGKILL it once that run's
+    checkpoint of that epoch of that phase is registered and start it again with the same ARGS; wait
+    for the last start to finish. Returns the last epoch of the phase registered at each kill."""
     registered = []
-    for attempt, (run_dir, kill_after_epoch) in enumerate(kills):
+    for attempt, (run_dir, kill_after_epoch, phase) in enumerate(kills):
         proc = jobs.start(f"attempt{attempt}", "train", args)
         deadline = time.time() + 240
-        while registered_epoch(run_dir) < kill_after_epoch and proc.poll() is None and time.time() < deadline:
+        while registered_epoch(run_dir, phase) < kill_after_epoch and proc.poll() is None and time.time() < deadline:
             time.sleep(0.1)
         assert proc.poll() is None, f"attempt {attempt} ended before the kill: " + jobs.log(f"attempt{attempt}")[-3000:]
         jobs.kill(proc)                                       # SIGKILL: no cleanup runs
-        registered.append(registered_epoch(run_dir))
+        registered.append(registered_epoch(run_dir, phase))
     last = jobs.start("last", "train", args)
     assert last.wait(timeout=300) == 0, jobs.log("last")[-3000:]
     return registered

@@ -172,7 +172,7 @@ class Loop:
     """What run_epochs needs besides the model: batches per epoch, validation batches, and where
     each epoch's metrics (and, on the reporting rank, its checkpoint state) go."""
     train_batches: Callable[[int], Iterable[Batch]]     # epoch -> batches
-    val_batches: Callable[[], Iterable[Batch]]
+    val_batches: Callable[[], Iterable[Batch]] | None  # None: run_train_epochs, which does not validate
     report: Callable[[dict[str, Any], dict[str, Any] | None], None]
     labels: list[str]
     saves_state: bool = True                            # rank 0 only under DDP
@@ -181,9 +181,16 @@ class Loop:
     end_epoch: int | None = None                        # stop before this epoch (None: config.epochs)
 
 
+def _state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, epoch: int,
+           history: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history, **extra}
+
+
 def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                objective: Objective, config: TrainConfig, loop: Loop) -> list[dict[str, Any]]:
-    """Train until config.epochs or early stopping; report each epoch; return the history."""
+    """Train until loop.end_epoch (config.epochs) or early stopping, validating after each epoch;
+    report each epoch; return the history."""
     stopping = EarlyStopping.replay(config.patience, loop.history)
     for epoch in range(loop.first_epoch, loop.end_epoch or config.epochs):
         if stopping.stop:
@@ -200,10 +207,21 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedul
                    "lr": scheduler.get_last_lr()[0], "epoch_seconds": time.perf_counter() - started,
                    "stopped_early": stopping.stop and epoch + 1 < config.epochs}
         loop.history.append(metrics)
-        state = None
-        if loop.saves_state:
-            state = {"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "epoch": epoch, "report": report,
-                     "history": loop.history}
-        loop.report(metrics, state)
+        loop.report(metrics, _state(model, optimizer, scheduler, epoch, loop.history, report=report)
+                    if loop.saves_state else None)
+    return loop.history
+
+
+def run_train_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                     objective: Objective, config: TrainConfig, loop: Loop) -> list[dict[str, Any]]:
+    """Train up to loop.end_epoch without validating (a refit: the validation rows are training
+    rows, and the epoch count was chosen already); report each epoch; return the history."""
+    for epoch in range(loop.first_epoch, loop.end_epoch or config.epochs):
+        started = time.perf_counter()
+        train_loss = train_epoch(model, loop.train_batches(epoch), optimizer, objective, scheduler,
+                                 config.clip_norm, config.precision, config.token_dropout)
+        metrics = {"epoch": epoch, "attempt_start_epoch": loop.first_epoch, "train_loss": train_loss,
+                   "lr": scheduler.get_last_lr()[0], "epoch_seconds": time.perf_counter() - started}
+        loop.history.append(metrics)
+        loop.report(metrics, _state(model, optimizer, scheduler, epoch, loop.history) if loop.saves_state else None)
     return loop.history

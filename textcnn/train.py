@@ -30,7 +30,7 @@ from textcnn import artifacts, embeddings, plots, presets, runtime, storage
 from textcnn.config import ModelConfig, TrainConfig, to_dict, train_config_from_dict
 from textcnn.data import check_labelled, encode_labelled, read_labelled, survey
 from textcnn.embeddings import apply_vectors
-from textcnn.loop import Loop, Objective, _unwrap, optimizer_and_schedule, run_epochs
+from textcnn.loop import EarlyStopping, Loop, Objective, _unwrap, optimizer_and_schedule, run_epochs, run_train_epochs
 from textcnn.model import TextCNN
 from textcnn.text import Tokenizer
 
@@ -44,17 +44,15 @@ def load_checkpoint(checkpoint: ray.train.Checkpoint) -> dict[str, Any]:
         return torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
 
 
-def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
-             ) -> tuple[int, list[dict]]:
-    """Load the run's latest checkpoint if Ray Train resumed one: the next epoch and the history."""
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
+def _restore(state: dict[str, Any] | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             scheduler: Any) -> tuple[int, list[dict]]:
+    """Load a checkpoint's state, if any, into the phase being set up: the next epoch and the history."""
+    if state is None:
         return 0, []
-    state = load_checkpoint(checkpoint)
     _unwrap(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    log.info("resumed from the checkpoint of epoch %d", state["epoch"])
+    log.info("resumed the %s phase from the checkpoint of its epoch %d", state.get("phase", SELECT), state["epoch"])
     return state["epoch"] + 1, state["history"]
 
 
@@ -66,12 +64,19 @@ def state_dir(state: dict[str, Any]) -> Iterator[str]:
         yield d
 
 
-def _report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-    """Every rank reports; only the rank that passes state attaches a checkpoint."""
+SELECT, REFIT = "select", "refit"
+
+
+def _report(metrics: dict[str, Any], state: dict[str, Any] | None, phase: str = SELECT,
+            **extra: Any) -> None:
+    """Every rank reports; only the rank that passes state attaches a checkpoint. Metrics and state
+    carry the phase, so a resumed run knows where it was."""
+    # a refit epoch has no validation; it ranks below every selection epoch (metrics are in [0, 1])
+    metrics = {**metrics, "phase": phase, "rank": metrics["val_metric"] if phase == SELECT else -1.0}
     if state is None:
         ray.train.report(metrics)
         return
-    with state_dir(state) as d:
+    with state_dir({**state, "phase": phase, **extra}) as d:
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
@@ -84,34 +89,72 @@ def build_model(model_config: ModelConfig, config: TrainConfig, vectors: Any = N
     return model
 
 
+class _Worker:
+    """What every phase of train_func builds the same way on a Ray Train worker."""
+
+    def __init__(self, loop_config: dict[str, Any]) -> None:
+        self.lc = loop_config
+        self.config = train_config_from_dict(loop_config["train"])
+        self.model_config = ModelConfig(**loop_config["model"])
+        self.vectors = ray.get(loop_config["vectors"]) if loop_config["vectors"] is not None else None
+        self.rank0 = ray.train.get_context().get_world_rank() == 0
+        self.objective = Objective(self.model_config.multi_label, loop_config["class_weights"])
+        label_dtype = torch.float32 if self.model_config.multi_label else torch.long
+        self.as_tensors = dict(dtypes={"ids": torch.long, "label": label_dtype}, device=ray.train.torch.get_device())
+
+    def setup(self, rows: int, state: dict[str, Any] | None):
+        """A fresh DDP model, its optimizer and schedule for rows per epoch, resumed from state."""
+        model = ray.train.torch.prepare_model(build_model(self.model_config, self.config, self.vectors))
+        steps = -(-rows // (self.config.batch_size * ray.train.get_context().get_world_size()))
+        optimizer, scheduler = optimizer_and_schedule(model, self.config, steps)
+        return model, optimizer, scheduler, *_restore(state, model, optimizer, scheduler)
+
+    def batches(self, dataset: str):
+        def per_epoch(epoch: int):
+            return ray.train.get_dataset_shard(dataset).iter_torch_batches(
+                batch_size=self.config.batch_size, local_shuffle_buffer_size=4 * self.config.batch_size,
+                local_shuffle_seed=self.config.seed + epoch, **self.as_tensors)
+        return per_epoch
+
+    def val_batches(self):
+        return ray.train.get_dataset_shard("val").iter_torch_batches(batch_size=1024, **self.as_tensors)
+
+
 def train_func(loop_config: dict[str, Any]) -> None:
-    """Runs on every Ray Train worker."""
-    config = train_config_from_dict(loop_config["train"])
-    model_config = ModelConfig(**loop_config["model"])
-    vectors = ray.get(loop_config["vectors"]) if loop_config["vectors"] is not None else None
-    torch.set_num_threads(max(1, int(config.cpus_per_worker)))
-    model = ray.train.torch.prepare_model(build_model(model_config, config, vectors))
-    ctx = ray.train.get_context()
-    steps = -(-loop_config["train_rows"] // (config.batch_size * ctx.get_world_size()))
-    optimizer, scheduler = optimizer_and_schedule(model, config, steps)
-    device = ray.train.torch.get_device()
-    label_dtype = torch.float32 if model_config.multi_label else torch.long
-    as_tensors = dict(dtypes={"ids": torch.long, "label": label_dtype}, device=device)
-    first_epoch, history = _restore(model, optimizer, scheduler)
+    """Runs on every Ray Train worker: the selection phase (train, validate each epoch, stop early),
+    then, when loop_config["refit_rows"], the refit phase in the same worker group (no second start
+    of Ray Train): a fresh model trained on train + validation for the picked epoch count."""
+    w = _Worker(loop_config)
+    torch.set_num_threads(max(1, int(w.config.cpus_per_worker)))
+    latest = ray.train.get_checkpoint()
+    state = load_checkpoint(latest) if latest is not None else None
+    if state is None or state.get("phase", SELECT) == SELECT:
+        selection, state = _select(w, state), None
+    else:
+        selection = state["selection_history"]
+    if loop_config["refit_rows"]:
+        _refit(w, selection, state)
 
-    def train_batches(epoch: int):
-        return ray.train.get_dataset_shard("train").iter_torch_batches(
-            batch_size=config.batch_size, local_shuffle_buffer_size=4 * config.batch_size,
-            local_shuffle_seed=config.seed + epoch, **as_tensors)
 
-    def val_batches():
-        return ray.train.get_dataset_shard("val").iter_torch_batches(batch_size=1024, **as_tensors)
+def _select(w: _Worker, state: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Train, validate after each epoch, stop early; returns the history of every epoch."""
+    model, optimizer, scheduler, first, history = w.setup(w.lc["train_rows"], state)
+    return run_epochs(model, optimizer, scheduler, w.objective, w.config,
+                      Loop(w.batches("train"), w.val_batches, _report, w.lc["labels"],
+                           saves_state=w.rank0, history=history, first_epoch=first))
 
-    objective = Objective(model_config.multi_label, loop_config["class_weights"])
-    run_epochs(model, optimizer, scheduler, objective, config,
-               Loop(train_batches, val_batches, _report, loop_config["labels"],
-                    saves_state=ctx.get_world_rank() == 0, history=history, first_epoch=first_epoch,
-                    end_epoch=loop_config.get("end_epoch")))
+
+def _refit(w: _Worker, selection: list[dict[str, Any]], state: dict[str, Any] | None) -> None:
+    """Train a fresh model on every row, same recipe and learning-rate schedule, and stop it after
+    the epoch early stopping picked. Its checkpoints rank below every selection checkpoint (see
+    _report): the best two of those stay kept, and Ray Train always keeps the latest, from which a
+    killed refit resumes."""
+    epochs = EarlyStopping.replay(w.config.patience, selection).best_epoch + 1
+    model, optimizer, scheduler, first, history = w.setup(w.lc["refit_rows"], state)
+    report = functools.partial(_report, phase=REFIT, selection_history=selection)
+    run_train_epochs(model, optimizer, scheduler, w.objective, w.config,
+                     Loop(w.batches("all"), None, report, w.lc["labels"], saves_state=w.rank0,
+                          history=history, first_epoch=first, end_epoch=epochs))
 
 
 @dataclass
@@ -136,13 +179,13 @@ def run_name(config: TrainConfig) -> str:
     return config.run_name or f"textcnn-{os.path.basename(config.output.rstrip('/'))}-{int(time.time())}"
 
 
-def _run_config(config: TrainConfig, name: str, keep_best: bool = True) -> RunConfig:
-    """Checkpoints under storage_path/name: the best two by validation metric (keep_best) or the
-    latest only (a refit, whose validation rows are training rows)."""
+def _run_config(config: TrainConfig, name: str) -> RunConfig:
+    """Checkpoints under storage_path/name: the best two selection epochs by validation metric
+    (_report's rank), and always the latest (Ray Train keeps it whatever its rank)."""
     storage_uri = config.storage_path or storage.join(storage.dirname(config.output), "_checkpoints")
     fs, path = storage.resolve(storage_uri)
-    checkpoints = CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_metric",
-                                   checkpoint_score_order="max") if keep_best else CheckpointConfig(num_to_keep=1)
+    checkpoints = CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="rank",
+                                   checkpoint_score_order="max")
     return RunConfig(name=name, storage_path=path, storage_filesystem=fs, checkpoint_config=checkpoints,
                      failure_config=FailureConfig(max_failures=config.max_failures))
 
@@ -184,51 +227,43 @@ def prepare(config: TrainConfig) -> Prepared:
                     vectors, encode(train_ds).materialize(), encode(val_ds).materialize(), found.rows)
 
 
-def _trainer(p: Prepared, config: TrainConfig, train: Dataset, rows: int, run_config: RunConfig,
-             end_epoch: int | None = None) -> TorchTrainer:
+def _trainer(p: Prepared, run_config: RunConfig, refit: bool) -> TorchTrainer:
+    datasets = {"train": p.train, "val": p.val}
+    if refit:
+        datasets["all"] = p.train.union(p.val)
     return TorchTrainer(
         train_func,
-        train_loop_config={"train": to_dict(config), "model": to_dict(p.model_config), "labels": p.labels,
-                           "class_weights": p.class_weights, "train_rows": rows, "end_epoch": end_epoch,
+        train_loop_config={"train": to_dict(p.config), "model": to_dict(p.model_config), "labels": p.labels,
+                           "class_weights": p.class_weights, "train_rows": p.train_rows,
+                           "refit_rows": p.train_rows + p.val.count() if refit else 0,
                            "vectors": None if p.vectors is None else ray.put(p.vectors)},
-        scaling_config=_scaling(config), run_config=run_config,
-        datasets={"train": train, "val": p.val},
-        dataset_config=DataConfig(datasets_to_split=["train"]))  # every worker validates on all of val
+        scaling_config=_scaling(p.config), run_config=run_config, datasets=datasets,
+        dataset_config=DataConfig(datasets_to_split=["train", "all"] if refit else ["train"]))  # all of val
 
 
 def fit(config: TrainConfig) -> FitResult:
     """Train on Ray and export the model directory config.output: the best epoch on validation, or,
-    with refit (validation carved from train), a model trained again on every row for that many epochs."""
+    with refit (validation carved from train), a model trained again on every row for that many
+    epochs (train_func's refit phase: the peers train on every row, and the held-out 10% had cost
+    about a point of test accuracy on the shared sets)."""
     started = time.perf_counter()
     p = prepare(config)
-    name = run_name(p.config)
-    result = _trainer(p, p.config, p.train, p.train_rows, _run_config(p.config, name)).fit()
-    best, _ = max(result.best_checkpoints, key=lambda cm: cm[1]["val_metric"])
-    history = load_checkpoint(result.checkpoint)["history"]   # the latest checkpoint has every epoch
-    state, refit = load_checkpoint(best), None
-    if p.config.refit and p.config.val is None:
-        state, refit = refit_all_rows(p, state, name)
-    version, metrics = export_state(state, history, p, p.config, p.model_config, refit)
-    return FitResult(p.config.output, version, metrics, history, time.perf_counter() - started, refit)
-
-
-def refit_all_rows(p: Prepared, best: dict[str, Any], name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train a fresh model on train + validation with the same recipe, learning-rate schedule
-    included, and stop it after the epoch early stopping picked: the model that was chosen, given
-    the rows held out to choose it (the peers train on every row; the held-out 10% had cost about a
-    point of test accuracy on the shared sets). Its own run (name-refit), so a killed refit resumes
-    too. Returns the state to export (the refit weights beside the selection run's validation
-    report) and what the refit did."""
-    epochs = best["epoch"] + 1
-    config = dataclasses.replace(p.config, patience=0)
-    rows = p.train_rows + p.val.count()
-    log.info("refit: %d epoch(s) on all %d rows (train + validation)", epochs, rows)
-    result = _trainer(p, config, p.train.union(p.val), rows,
-                      _run_config(config, f"{name}-refit", keep_best=False), end_epoch=epochs).fit()
-    last = load_checkpoint(result.checkpoint)
-    refit = {"epochs": epochs, "rows": rows, "train_loss": [h["train_loss"] for h in last["history"]],
-             "attempt_start_epoch": last["history"][-1]["attempt_start_epoch"]}   # > 0: it was resumed
-    return {**best, "model": last["model"]}, refit
+    refit = p.config.refit and p.config.val is None
+    result = _trainer(p, _run_config(p.config, run_name(p.config)), refit).fit()
+    latest = load_checkpoint(result.checkpoint)
+    selection = [(c, m) for c, m in result.best_checkpoints if m.get("phase", SELECT) == SELECT]
+    # ties go to the earlier epoch, as in early stopping
+    best, _ = max(selection, key=lambda cm: (cm[1]["val_metric"], -cm[1]["epoch"]))
+    state, refit_done = load_checkpoint(best), None
+    history = latest["history"]                                # the latest checkpoint has every epoch
+    if latest.get("phase") == REFIT:
+        history, state = latest["selection_history"], {**state, "model": latest["model"]}
+        refit_done = {"epochs": len(latest["history"]), "rows": p.train_rows + p.val.count(),
+                      "train_loss": [h["train_loss"] for h in latest["history"]],
+                      "attempt_start_epoch": latest["history"][-1]["attempt_start_epoch"]}  # > 0: resumed
+        log.info("refit on all %d rows for %d epoch(s)", refit_done["rows"], refit_done["epochs"])
+    version, metrics = export_state(state, history, p, p.config, p.model_config, refit_done)
+    return FitResult(p.config.output, version, metrics, history, time.perf_counter() - started, refit_done)
 
 
 def export_state(state: dict[str, Any], history: list[dict[str, Any]], p: Prepared, config: TrainConfig,

@@ -50,8 +50,8 @@ def test_cli_help(command):
 
 
 def test_train_killed_and_resumed_then_score_and_eval(tmp_path):
-    """Training SIGKILLed during its refit on every row resumes from local checkpoints: started
-    again with the same run name, the finished selection run is not trained again and the refit
+    """Training SIGKILLed during its refit phase on every row resumes from local checkpoints: started
+    again with the same run name, the finished selection phase is not trained again and the refit
     continues from its own last checkpoint; then score and eval. (A selection run resumed after
     `ray job stop`, from S3: test_submit.py; after losing a node: test_two_nodes.py.)"""
     model, scores, report = tmp_path / "model", tmp_path / "scores", tmp_path / "eval.json"
@@ -63,7 +63,7 @@ def test_train_killed_and_resumed_then_score_and_eval(tmp_path):
             "--run-name", "cli", "--storage-path", str(checkpoints)]
     jobs = Jobs(tmp_path)
     try:
-        [in_refit] = train_killed_then_resumed(jobs, args, [(str(checkpoints / "cli-refit"), 0)])
+        [in_refit] = train_killed_then_resumed(jobs, args, [(str(checkpoints / "cli"), 0, "refit")])
     finally:
         jobs.stop_all()
     assert "written to" in jobs.log("last") and (model / "weights.pt").exists()
