@@ -14,6 +14,7 @@ import click
 
 from textcnn.config import (
     CLASS_WEIGHTS,
+    NGRAM_INITS,
     PLACEMENTS,
     PRECISIONS,
     SCORE_PRECISIONS,
@@ -118,6 +119,8 @@ _T, _M = TrainConfig, ModelConfig
 @click.option("--batch-size", default=_T.batch_size, show_default=True, help="Per worker.")
 @click.option("--lr", default=_T.lr, show_default=True, help="Peak AdamW learning rate.")
 @click.option("--ngram-lr", default=_T.ngram_lr, show_default=True, help="Peak rate of the n-gram branch.")
+@click.option("--ngram-init", default=_T.ngram_init, show_default=True, type=click.Choice(NGRAM_INITS),
+              help="Starting weights of the n-gram branch: naive Bayes counts of the training rows, or zeros.")
 @click.option("--warmup", "warmup_fraction", default=_T.warmup_fraction, show_default=True,
               help="Share of the steps spent warming up; the rate then decays linearly to 0.")
 @click.option("--weight-decay", default=_T.weight_decay, show_default=True)
@@ -139,7 +142,8 @@ _T, _M = TrainConfig, ModelConfig
 @click.option("--embed-dim", default=_M.embed_dim, show_default=True)
 @click.option("--dropout", default=_M.dropout, show_default=True)
 @click.option("--ngram-buckets", default=_M.ngram_buckets, show_default=True,
-              help="Hash buckets of the linear unigram+bigram branch added to the CNN's logits (0: off).")
+              help="Hash buckets of the linear unigram+bigram branch added to the CNN's logits "
+                   "(0: off; -1: 2**21 for two classes, fewer for more, at most 2**22 weights).")
 @click.option("--embeddings", default=None,
               help="word2vec/GloVe text file: starting vectors of the words it has (sets --embed-dim).")
 @click.option("--freeze-embeddings", is_flag=True,

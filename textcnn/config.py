@@ -26,6 +26,7 @@ PLACEMENTS = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 PRECISIONS = ("auto", "fp32", "bf16")        # auto: bf16 autocast on GPU, fp32 on CPU
 SCORE_PRECISIONS = PRECISIONS + ("int8",)    # int8: dynamic quantization, CPU only (quantize.py)
 CLASS_WEIGHTS = ("none", "balanced")
+NGRAM_INITS = ("naive_bayes", "zeros")     # how the n-gram branch starts (textcnn.naive_bayes)
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class ModelConfig:
     num_filters: int = 100
     dropout: float = 0.5
     multi_label: bool = False     # sigmoid per class instead of softmax; set from the label column
-    ngram_buckets: int = 262_144  # hashed unigram+bigram linear branch added to the logits (0: off)
+    ngram_buckets: int = -1       # hashed unigram+bigram linear branch (0: off; -1: auto_ngram_buckets)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kernel_sizes", tuple(int(k) for k in self.kernel_sizes))
@@ -61,7 +62,26 @@ class ModelConfig:
                "kernel_sizes", f"must be widths >= 1 (none: from the corpus), got {self.kernel_sizes}")
         _check(self.num_filters >= 1, "num_filters", f"must be >= 1, got {self.num_filters}")
         _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
-        _check(self.ngram_buckets >= 0, "ngram_buckets", f"must be >= 0 (0: off), got {self.ngram_buckets}")
+        _check(self.ngram_buckets >= -1, "ngram_buckets",
+               f"must be >= 0 (0: off; -1: from the class count), got {self.ngram_buckets}")
+
+    @property
+    def buckets(self) -> int:
+        """ngram_buckets, resolved."""
+        return auto_ngram_buckets(self.num_classes) if self.ngram_buckets < 0 else self.ngram_buckets
+
+
+MAX_NGRAM_WEIGHTS = 2**22
+
+
+def auto_ngram_buckets(num_classes: int) -> int:
+    """2**21 buckets for 2 classes, fewer for more: at most 2**22 weights (16 MB). Fewer buckets
+    collide more (at 2**18 they cost rt_snippets about a point), but every training step updates
+    the whole table with AdamW, which on a CPU costs time per step whatever the batch size."""
+    buckets = 2**21
+    while buckets * num_classes > MAX_NGRAM_WEIGHTS:
+        buckets //= 2
+    return buckets
 
 
 @dataclass(frozen=True)
@@ -78,6 +98,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 3e-3              # peak AdamW rate, reached after warm-up, then decayed linearly to 0
     ngram_lr: float = 3e-2        # peak rate of the n-gram branch: a linear model wants larger steps
+    ngram_init: str = "naive_bayes"   # the branch's starting weights: naive Bayes counts, or zeros
     weight_decay: float = 0.0
     warmup_fraction: float = 0.1  # of all steps
     patience: int = 3             # epochs without a better validation metric before stopping (0: never)
@@ -113,6 +134,8 @@ class TrainConfig:
         _check(0.0 <= self.token_dropout < 1.0, "token_dropout", f"must be in [0, 1), got {self.token_dropout}")
         _check(self.class_weights in CLASS_WEIGHTS, "class_weights",
                f"must be one of {CLASS_WEIGHTS}, got {self.class_weights!r}")
+        _check(self.ngram_init in NGRAM_INITS, "ngram_init",
+               f"must be one of {NGRAM_INITS}, got {self.ngram_init!r}")
         _check(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
         _check(not self.freeze_embeddings or bool(self.embeddings), "freeze_embeddings",
                "needs an embeddings file")

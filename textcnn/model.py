@@ -2,7 +2,8 @@
 plus (ngram_buckets > 0) a linear branch over hashed unigrams and bigrams, fastText-style, whose
 logits are added to the CNN's. On small sets a linear n-gram model is hard to beat (REFERENCE.md:
 TF-IDF + LR tops fastText); the branch gives the CNN that model's strength at the cost of one
-(buckets, classes) table, and both train together."""
+(buckets, classes) table, and both train together, the branch starting from naive Bayes weights
+(textcnn.naive_bayes)."""
 
 from __future__ import annotations
 
@@ -30,10 +31,10 @@ class TextCNN(nn.Module):
         self.head = nn.Linear(config.num_filters * len(config.kernel_sizes), config.num_classes)
         self.min_length: int = max(config.kernel_sizes)   # the shortest input every convolution covers
         self.pad_id: int = PAD_ID                          # an attribute, so TorchScript can read it
-        self.buckets: int = config.ngram_buckets
+        self.buckets: int = config.buckets
         self.vocab_size: int = config.vocab_size
-        self.ngrams = nn.Embedding(max(1, config.ngram_buckets), config.num_classes)
-        nn.init.zeros_(self.ngrams.weight)                 # starts as the plain CNN
+        self.ngrams = nn.Embedding(max(1, self.buckets), config.num_classes)
+        nn.init.zeros_(self.ngrams.weight)    # the plain CNN, until training sets naive Bayes weights
 
     def features(self, ids: torch.Tensor) -> torch.Tensor:
         # Windows that run past a row's last token are masked out of the max-pool, so a row's score
@@ -49,17 +50,22 @@ class TextCNN(nn.Module):
             pooled.append(h.masked_fill(~valid.unsqueeze(1), 0.0).amax(dim=2))  # (B, F); h >= 0
         return torch.cat(pooled, dim=1)                           # (B, k*F)
 
-    def ngram_terms(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per position, the n-gram branch's logits (B, L, C) of the unigram and of the bigram
-        starting there, scaled by 1/sqrt(n-grams in the row); they sum to the branch's logits."""
+    def ngram_keys(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per position, the buckets (B, L) of the unigram and of the bigram starting there, and
+        whether each is a real n-gram (B, L) bool."""
         nxt = torch.cat([ids[:, 1:], torch.full_like(ids[:, :1], self.pad_id)], dim=1)     # (B, L)
-        uni_mask = (ids != self.pad_id).unsqueeze(2).float()                             # (B, L, 1)
-        bi_mask = (nxt != self.pad_id).unsqueeze(2).float()
         # bigram (a, b) -> a bucket: multiplicative hashing of a*V+b; < 2**63, so no int64 overflow
         pair = (ids * self.vocab_size + nxt) % 4294967296
         bigram = ((pair * 1540483477) >> 16) % self.buckets
+        return ids % self.buckets, bigram, ids != self.pad_id, nxt != self.pad_id
+
+    def ngram_terms(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per position, the n-gram branch's logits (B, L, C) of the unigram and of the bigram
+        starting there, scaled by 1/sqrt(n-grams in the row); they sum to the branch's logits."""
+        unigram, bigram, is_uni, is_bi = self.ngram_keys(ids)
+        uni_mask, bi_mask = is_uni.unsqueeze(2).float(), is_bi.unsqueeze(2).float()        # (B, L, 1)
         scale = (uni_mask.sum(dim=1, keepdim=True) + bi_mask.sum(dim=1, keepdim=True)).clamp(min=1.0).rsqrt()
-        return (self.ngrams(ids % self.buckets) * uni_mask * scale,
+        return (self.ngrams(unigram) * uni_mask * scale,
                 self.ngrams(bigram) * bi_mask * scale)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:

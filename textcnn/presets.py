@@ -5,6 +5,8 @@ Left at 0 / empty, these follow the corpus (an explicit value always wins):
   20-word snippets get 40 tokens, 500-word articles 512.
 - kernel_sizes: (1, 2, 3) when most tokens are CJK characters (a Chinese word is 1-3 characters),
   (3, 4, 5) otherwise (English phrases), as in Kim (2014).
+- ngram_buckets (-1): 2**21 for two classes, halved until buckets x classes <= 2**22
+  (config.auto_ngram_buckets).
 The resolved values are saved with the model (config.json), so a run can be read back exactly.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from textcnn.config import TrainConfig
+from textcnn.config import TrainConfig, auto_ngram_buckets
 from textcnn.data import Survey
 
 log = logging.getLogger(__name__)
@@ -33,9 +35,11 @@ def resolve(config: TrainConfig, survey: Survey) -> TrainConfig:
         tokenizer = dataclasses.replace(tokenizer, max_length=auto_max_length(survey.length_p95))
     if not model.kernel_sizes:
         model = dataclasses.replace(model, kernel_sizes=CJK_KERNELS if survey.cjk_share > 0.5 else WORD_KERNELS)
+    if model.ngram_buckets < 0:
+        model = dataclasses.replace(model, ngram_buckets=auto_ngram_buckets(len(survey.labels)))
     log.info("corpus: %d rows, 95th percentile %d tokens, %.0f%% CJK characters -> max_length %d, "
-             "kernel sizes %s", survey.rows, survey.length_p95, 100 * survey.cjk_share,
-             tokenizer.max_length, model.kernel_sizes)
+             "kernel sizes %s, %d n-gram buckets", survey.rows, survey.length_p95, 100 * survey.cjk_share,
+             tokenizer.max_length, model.kernel_sizes, model.ngram_buckets)
     return dataclasses.replace(config, tokenizer=tokenizer, model=model)
 
 

@@ -32,6 +32,7 @@ from textcnn.data import check_labelled, encode_labelled, read_labelled, survey
 from textcnn.embeddings import apply_vectors
 from textcnn.loop import EarlyStopping, Loop, Objective, _unwrap, optimizer_and_schedule, run_epochs, run_train_epochs
 from textcnn.model import TextCNN
+from textcnn.naive_bayes import init_ngrams
 from textcnn.text import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,15 @@ class _Worker:
         label_dtype = torch.float32 if self.model_config.multi_label else torch.long
         self.as_tensors = dict(dtypes={"ids": torch.long, "label": label_dtype}, device=ray.train.torch.get_device())
 
-    def setup(self, rows: int, state: dict[str, Any] | None):
-        """A fresh DDP model, its optimizer and schedule for rows per epoch, resumed from state."""
-        model = ray.train.torch.prepare_model(build_model(self.model_config, self.config, self.vectors))
+    def setup(self, dataset: str, rows: int, state: dict[str, Any] | None):
+        """A fresh DDP model, its optimizer and schedule for rows per epoch of dataset, resumed from
+        state; without state, the n-gram branch starts from naive Bayes counts of dataset."""
+        model = build_model(self.model_config, self.config, self.vectors)
+        if state is None and self.config.ngram_init == "naive_bayes":
+            init_ngrams(model, ray.train.get_dataset_shard(dataset).iter_torch_batches(
+                batch_size=4096, dtypes=self.as_tensors["dtypes"], device="cpu"), self.model_config.multi_label,
+                reduce=_sum_over_workers)
+        model = ray.train.torch.prepare_model(model)
         steps = -(-rows // (self.config.batch_size * ray.train.get_context().get_world_size()))
         optimizer, scheduler = optimizer_and_schedule(model, self.config, steps)
         return model, optimizer, scheduler, *_restore(state, model, optimizer, scheduler)
@@ -118,6 +125,15 @@ class _Worker:
 
     def val_batches(self):
         return ray.train.get_dataset_shard("val").iter_torch_batches(batch_size=1024, **self.as_tensors)
+
+
+def _sum_over_workers(counts: torch.Tensor) -> torch.Tensor:
+    """counts summed over the worker group (on the device: NCCL reduces GPU tensors only)."""
+    if ray.train.get_context().get_world_size() == 1:
+        return counts
+    on_device = counts.to(ray.train.torch.get_device())
+    torch.distributed.all_reduce(on_device)
+    return on_device.cpu()
 
 
 def train_func(loop_config: dict[str, Any]) -> None:
@@ -138,7 +154,7 @@ def train_func(loop_config: dict[str, Any]) -> None:
 
 def _select(w: _Worker, state: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Train, validate after each epoch, stop early; returns the history of every epoch."""
-    model, optimizer, scheduler, first, history = w.setup(w.lc["train_rows"], state)
+    model, optimizer, scheduler, first, history = w.setup("train", w.lc["train_rows"], state)
     return run_epochs(model, optimizer, scheduler, w.objective, w.config,
                       Loop(w.batches("train"), w.val_batches, _report, w.lc["labels"],
                            saves_state=w.rank0, history=history, first_epoch=first))
@@ -150,7 +166,7 @@ def _refit(w: _Worker, selection: list[dict[str, Any]], state: dict[str, Any] | 
     _report): the best two of those stay kept, and Ray Train always keeps the latest, from which a
     killed refit resumes."""
     epochs = EarlyStopping.replay(w.config.patience, selection).best_epoch + 1
-    model, optimizer, scheduler, first, history = w.setup(w.lc["refit_rows"], state)
+    model, optimizer, scheduler, first, history = w.setup("all", w.lc["refit_rows"], state)
     report = functools.partial(_report, phase=REFIT, selection_history=selection)
     run_train_epochs(model, optimizer, scheduler, w.objective, w.config,
                      Loop(w.batches("all"), None, report, w.lc["labels"], saves_state=w.rank0,

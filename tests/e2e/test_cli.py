@@ -60,6 +60,7 @@ def test_train_killed_and_resumed_then_score_and_eval(tmp_path):
     # a low rate keeps validation accuracy rising, so the picked epoch (and the refit) is not the first
     args = ["--train", str(data), "--output", str(model), "--workers", "1", "--epochs", "3",
             "--patience", "0", "--lr", "1e-3", "--filters", "32", "--embed-dim", "32", "--max-length", "32",
+            "--ngram-buckets", "65536",
             "--run-name", "cli", "--storage-path", str(checkpoints)]
     jobs = Jobs(tmp_path)
     try:
@@ -92,8 +93,9 @@ def test_train_killed_and_resumed_then_score_and_eval(tmp_path):
 
 def test_tune_runs_two_trials_and_exports_the_best(tmp_path):
     """Ray Tune over the training loop: two short trials under ASHA, the best one exported."""
-    model = tmp_path / "tuned"
-    out = run([sys.executable, "jobs/tune.py", "--train", SAMPLE_TRAIN, "--output", str(model),
+    model, data = tmp_path / "tuned", tmp_path / "train.parquet"
+    pq.write_table(pq.read_table(SAMPLE_TRAIN).slice(0, 2000), data)            # short trials
+    out = run([sys.executable, "jobs/tune.py", "--train", str(data), "--output", str(model),
                "--samples", "2", "--epochs", "1", "--max-length", "32"]).stdout
     trials = [json.loads(line.split(" ", 1)[1]) for line in out.splitlines() if line.startswith("trial ")]
     assert len(trials) == 2 and all(t["error"] is None and t["epochs"] >= 1 for t in trials)

@@ -79,17 +79,19 @@ def submit(address, env, job_id, *args, wait=True):
     return proc.stdout
 
 
-def test_submit_train_stop_resubmit_then_score_jobs_over_s3(ray_head, s3):
+def test_submit_train_stop_resubmit_then_score_jobs_over_s3(ray_head, s3, tmp_path):
     """A training job stopped mid-way (`ray job stop`) and submitted again with the same run name
     continues from its last checkpoint on S3; then a scoring job reads and writes S3."""
     address, env = ray_head
     bucket = s3.bucket("textcnn-jobs")
-    s3.upload(SAMPLE_TRAIN, f"{bucket}/data/train.parquet")
+    pq.write_table(pq.read_table(SAMPLE_TRAIN).slice(0, 3000), tmp_path / "train.parquet")   # short epochs
+    s3.upload(str(tmp_path / "train.parquet"), f"{bucket}/data/train.parquet")
     s3.upload(SAMPLE_TEST, f"{bucket}/corpus/part-0.parquet")
     model, epochs = f"{bucket}/models/rt", 4
     args = ["jobs/train.py", "--train", f"{bucket}/data/train.parquet", "--output", model, "--workers", "2",
             "--epochs", str(epochs), "--patience", "0", "--filters", "32", "--embed-dim", "32",
-            "--max-length", "32", "--storage-path", f"{bucket}/checkpoints", "--run-name", "rt", "--no-refit"]
+            "--max-length", "32", "--ngram-buckets", "65536", "--storage-path", f"{bucket}/checkpoints",
+            "--run-name", "rt", "--no-refit"]
     submit(address, env, "train-1", *args, wait=False)
     deadline = time.time() + 300
     while registered_epoch(f"{bucket}/checkpoints/rt") < 1 and time.time() < deadline:

@@ -172,6 +172,7 @@ def test_training_resumes_from_its_checkpoint_when_the_node_returns(cluster, tmp
     pq.write_table(pq.read_table(SAMPLE_TRAIN).slice(0, 2000), data)       # short epochs
     train, log = cluster.job("jobs/train.py", "--train", str(data), "--output", str(model),
                              "--workers", "2", "--epochs", "4", "--placement", "STRICT_SPREAD",
+                             "--ngram-buckets", "65536",
                              "--storage-path", str(storage), "--run-name", "two-nodes", "--no-refit",
                              log_name="train.log")
     run_dir = storage / "two-nodes"

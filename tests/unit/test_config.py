@@ -6,6 +6,7 @@ from textcnn.config import (
     ScoreConfig,
     TokenizerConfig,
     TrainConfig,
+    auto_ngram_buckets,
     to_dict,
     train_config_from_dict,
 )
@@ -17,6 +18,8 @@ pytestmark = pytest.mark.unit
     (lambda: ModelConfig(num_classes=1), "num_classes"),
     (lambda: ModelConfig(dropout=1.0), "dropout"),
     (lambda: ModelConfig(kernel_sizes=(0, 3)), "kernel_sizes"),
+    (lambda: ModelConfig(ngram_buckets=-2), "ngram_buckets"),
+    (lambda: TrainConfig(train="t", output="o", ngram_init="ones"), "ngram_init"),
     (lambda: TokenizerConfig(max_length=-1), "max_length"),
     (lambda: TrainConfig(train="t", output="o", patience=-1), "patience"),
     (lambda: TrainConfig(train="t", output="o", warmup_fraction=1.0), "warmup_fraction"),
@@ -45,3 +48,10 @@ def test_train_config_round_trips_through_a_dict():
                          tokenizer=TokenizerConfig(max_length=10))
     again = train_config_from_dict(to_dict(config))
     assert again == config and again.model.kernel_sizes == (2, 3)
+
+
+@pytest.mark.parametrize("classes, buckets", [(2, 2**21), (3, 2**20), (5, 2**19), (10, 2**18), (100, 2**15)])
+def test_automatic_ngram_buckets_keep_the_table_at_most_2_to_the_22_weights(classes, buckets):
+    assert auto_ngram_buckets(classes) == buckets
+    assert ModelConfig(num_classes=classes).buckets == buckets
+    assert ModelConfig(num_classes=classes, ngram_buckets=64).buckets == 64
