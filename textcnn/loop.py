@@ -178,7 +178,7 @@ class Loop:
     saves_state: bool = True                            # rank 0 only under DDP
     history: list[dict[str, Any]] = field(default_factory=list)
     first_epoch: int = 0
-    end_epoch: int | None = None                        # stop before this epoch (None: config.epochs)
+    end_epoch: int | None = None                        # run_train_epochs stops before it (None: config.epochs)
 
 
 def _state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, epoch: int,
@@ -189,10 +189,10 @@ def _state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: 
 
 def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                objective: Objective, config: TrainConfig, loop: Loop) -> list[dict[str, Any]]:
-    """Train until loop.end_epoch (config.epochs) or early stopping, validating after each epoch;
-    report each epoch; return the history."""
+    """Train until config.epochs or early stopping, validating after each epoch; report each epoch;
+    return the history."""
     stopping = EarlyStopping.replay(config.patience, loop.history)
-    for epoch in range(loop.first_epoch, loop.end_epoch or config.epochs):
+    for epoch in range(loop.first_epoch, config.epochs):
         if stopping.stop:
             break
         started = time.perf_counter()

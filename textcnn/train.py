@@ -243,18 +243,19 @@ def prepare(config: TrainConfig) -> Prepared:
                     vectors, encode(train_ds).materialize(), encode(val_ds).materialize(), found.rows)
 
 
-def _trainer(p: Prepared, run_config: RunConfig, refit: bool) -> TorchTrainer:
+def _trainer(p: Prepared, run_config: RunConfig, refit_rows: int) -> TorchTrainer:
+    """refit_rows: train + validation rows of the refit phase (0: no refit)."""
     datasets = {"train": p.train, "val": p.val}
-    if refit:
+    if refit_rows:
         datasets["all"] = p.train.union(p.val)
     return TorchTrainer(
         train_func,
         train_loop_config={"train": to_dict(p.config), "model": to_dict(p.model_config), "labels": p.labels,
                            "class_weights": p.class_weights, "train_rows": p.train_rows,
-                           "refit_rows": p.train_rows + p.val.count() if refit else 0,
+                           "refit_rows": refit_rows,
                            "vectors": None if p.vectors is None else ray.put(p.vectors)},
         scaling_config=_scaling(p.config), run_config=run_config, datasets=datasets,
-        dataset_config=DataConfig(datasets_to_split=["train", "all"] if refit else ["train"]))  # all of val
+        dataset_config=DataConfig(datasets_to_split=["train", "all"] if refit_rows else ["train"]))  # all of val
 
 
 def fit(config: TrainConfig) -> FitResult:
@@ -264,8 +265,8 @@ def fit(config: TrainConfig) -> FitResult:
     about a point of test accuracy on the shared sets)."""
     started = time.perf_counter()
     p = prepare(config)
-    refit = p.config.refit and p.config.val is None
-    result = _trainer(p, _run_config(p.config, run_name(p.config)), refit).fit()
+    refit_rows = p.train_rows + p.val.count() if p.config.refit and p.config.val is None else 0
+    result = _trainer(p, _run_config(p.config, run_name(p.config)), refit_rows).fit()
     latest = load_checkpoint(result.checkpoint)
     selection = [(c, m) for c, m in result.best_checkpoints if m.get("phase", SELECT) == SELECT]
     # ties go to the earlier epoch, as in early stopping
@@ -274,7 +275,7 @@ def fit(config: TrainConfig) -> FitResult:
     history = latest["history"]                                # the latest checkpoint has every epoch
     if latest.get("phase") == REFIT:
         history, state = latest["selection_history"], {**state, "model": latest["model"]}
-        refit_done = {"epochs": len(latest["history"]), "rows": p.train_rows + p.val.count(),
+        refit_done = {"epochs": len(latest["history"]), "rows": refit_rows,
                       "train_loss": [h["train_loss"] for h in latest["history"]],
                       "attempt_start_epoch": latest["history"][-1]["attempt_start_epoch"]}  # > 0: resumed
         log.info("refit on all %d rows for %d epoch(s)", refit_done["rows"], refit_done["epochs"])

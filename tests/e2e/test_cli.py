@@ -68,6 +68,9 @@ def test_train_killed_and_resumed_then_score_and_eval(tmp_path):
     finally:
         jobs.stop_all()
     assert "written to" in jobs.log("last") and (model / "weights.pt").exists()
+    # the branch started from naive Bayes counts; a resumed phase takes its weights from the checkpoint
+    assert "n-gram branch: naive Bayes weights" in jobs.log("attempt0")
+    assert "naive Bayes weights" not in jobs.log("last")
     metrics = json.loads((model / "metrics.json").read_text())
     assert [(h["epoch"], h["attempt_start_epoch"]) for h in metrics["history"]] == [(0, 0), (1, 0), (2, 0)]
     refit = metrics["refit"]
