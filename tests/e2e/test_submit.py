@@ -1,9 +1,11 @@
 """`ray job submit` of jobs/train.py and jobs/score.py to a real Ray head started for this test."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,10 +32,11 @@ def cluster_env(extra):
 
 
 @pytest.fixture(scope="module")
-def ray_head(s3, tmp_path_factory):
+def ray_head(s3):
     """A Ray head on 127.0.0.1 with the dashboard (Jobs API), in its own process group."""
     gcs, dashboard = free_port(), free_port()
-    temp_dir = tmp_path_factory.mktemp("rayhead")
+    # short, not under pytest's basetemp (deeper per xdist worker): Ray's socket paths max 107 bytes
+    temp_dir = tempfile.mkdtemp(prefix="tc-head-")
     env = cluster_env(s3.env)        # the nodes' own AWS settings, as an instance role would give
     proc = subprocess.Popen(
         [f"{BIN}/ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
@@ -44,17 +47,24 @@ def ray_head(s3, tmp_path_factory):
         wait_for_port(dashboard, proc, "ray dashboard", timeout=120)
         yield f"http://127.0.0.1:{dashboard}", env
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)           # only what this fixture started
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        deadline = time.monotonic() + 5                # Ray's daemons take ~30 s to finish on SIGTERM
-        while time.monotonic() < deadline and _group_alive(proc.pid):
-            time.sleep(0.5)
-        if _group_alive(proc.pid):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _stop_group(proc)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _stop_group(proc):
+    """SIGTERM the head's process group (only what the fixture started), SIGKILL what outlives 10 s."""
+    if _group_alive(proc.pid):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+    deadline = time.monotonic() + 5                    # Ray's daemons take ~30 s to finish on SIGTERM
+    while time.monotonic() < deadline and _group_alive(proc.pid):
+        time.sleep(0.5)
+    if _group_alive(proc.pid):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _group_alive(pgid):

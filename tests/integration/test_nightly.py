@@ -90,12 +90,14 @@ def test_a_rerun_replaces_the_date_instead_of_appending(tiny_model_dir, tmp_path
     _corpus(tmp_path / "in", files=2, plant=False)
     out = tmp_path / "out"
     first = score(_config(tiny_model_dir, tmp_path / "in", out))
+    first_ids = sorted(runs.read_run(first.run_dir)["id"].to_pylist())
     again = score(_config(tiny_model_dir, tmp_path / "in", out))
     assert again.manifest["attempt"] != first.manifest["attempt"]
-    assert again.manifest["output"]["files"] == first.manifest["output"]["files"]
+    # how a unit's rows split into files follows Ray Data's blocks, which vary between runs; the rows do not
     on_disk = sorted(p for p in os.listdir(again.run_dir) if p.endswith(".parquet"))
     assert on_disk == sorted(f["path"] for f in again.manifest["output"]["files"])     # nothing appended
-    assert runs.read_run(again.run_dir).num_rows == 1000
+    again_ids = sorted(runs.read_run(again.run_dir)["id"].to_pylist())
+    assert again_ids == first_ids and len(set(again_ids)) == 1000
     assert not os.path.exists(out / "_staging" / "run_date=2026-11-29")
     assert not os.listdir(out / "_locks")
     assert again.manifest["drift"] is None                  # no earlier date to compare with
