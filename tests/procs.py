@@ -36,6 +36,36 @@ def _kill_all(pids: list[int]) -> None:
             pass
 
 
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def stop_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, settle: float = 0.0) -> None:
+    """Send sig to the process group proc leads (started with start_new_session: only what the
+    caller started), wait up to 5 s for proc and up to settle s more for the rest of its group,
+    then SIGKILL what is left."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+    deadline = time.monotonic() + settle
+    while time.monotonic() < deadline and group_alive(proc.pid):
+        time.sleep(0.5)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 class Jobs:
     """Starts `python jobs/<script>.py ARGS` drivers with their own local Ray; logs go to tmp."""
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import free_port, wait_for_port
-from tests.procs import check_resumed, registered_epoch
+from tests.procs import check_resumed, registered_epoch, stop_group
 from textcnn import storage
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN
 from textcnn.runs import read_run
@@ -47,32 +47,8 @@ def ray_head(s3):
         wait_for_port(dashboard, proc, "ray dashboard", timeout=120)
         yield f"http://127.0.0.1:{dashboard}", env
     finally:
-        _stop_group(proc)
+        stop_group(proc, signal.SIGTERM, settle=5)       # Ray's daemons take ~30 s to finish on SIGTERM
         shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _stop_group(proc):
-    """SIGTERM the head's process group (only what the fixture started), SIGKILL what outlives 10 s."""
-    if _group_alive(proc.pid):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-    deadline = time.monotonic() + 5                    # Ray's daemons take ~30 s to finish on SIGTERM
-    while time.monotonic() < deadline and _group_alive(proc.pid):
-        time.sleep(0.5)
-    if _group_alive(proc.pid):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
-def _group_alive(pgid):
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
 
 
 def submit(address, env, job_id, *args, wait=True):

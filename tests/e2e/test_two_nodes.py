@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import free_port, wait_for_port
+from tests.procs import stop_group
 from textcnn.bench import untrained_model
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN, make_corpus
 from textcnn.runs import read_run
@@ -41,22 +42,6 @@ def _env():
 def _start(args, log):
     return subprocess.Popen([f"{BIN}/ray", "start", "--block", "--disable-usage-stats", *args], env=_env(),
                             start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
-
-
-def _kill_group(proc, sig=signal.SIGKILL):
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=5)                  # Ray's daemons take ~30 s to finish on SIGTERM
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)   # the group is this fixture's own
-    except ProcessLookupError:
-        pass
-    proc.wait()
 
 
 class Cluster:
@@ -110,8 +95,8 @@ class Cluster:
 
     def stop(self):
         for proc in self.workers:
-            _kill_group(proc, signal.SIGTERM)
-        _kill_group(self.head, signal.SIGTERM)
+            stop_group(proc, signal.SIGTERM)
+        stop_group(self.head, signal.SIGTERM)
         self.log.close()
         shutil.rmtree(self.ray_tmp, ignore_errors=True)
 
@@ -129,7 +114,7 @@ def _wait(proc, log, timeout):
     try:
         rc = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        stop_group(proc)
         raise AssertionError(f"job still running after {timeout} s:\n{log.read_text()[-5000:]}")
     assert rc == 0, log.read_text()[-8000:]
     return log.read_text()
@@ -157,7 +142,7 @@ def test_scoring_survives_losing_the_worker_node(cluster, tmp_path):
                              "--output", str(out), "--actors", "2", "--batch-size", "256",
                              "--cpus-per-actor", "1.5", "--date", "2026-11-29", log_name="score.log")
     _wait_for(lambda: any(out.glob("_staging/*/units/*/score-*.parquet")), "the first score file")
-    _kill_group(worker)                                                       # the worker node dies
+    stop_group(worker)                                                       # the worker node dies
     text = _wait(score, log, 900)
     assert f"{rows:,} scored + 0 dead-lettered of {rows:,} rows" in text
     ids = read_run(str(out / "run_date=2026-11-29")).column("id").to_pylist()
@@ -179,7 +164,7 @@ def test_training_resumes_from_its_checkpoint_when_the_node_returns(cluster, tmp
     # the controller writes its snapshot once a checkpoint is registered (the file alone is not enough)
     _wait_for(lambda: (run_dir / "checkpoint_manager_snapshot.json").exists(), "the first checkpoint",
               timeout=600)
-    _kill_group(worker)                                                       # mid-training
+    stop_group(worker)                                                       # mid-training
     time.sleep(8)
     assert train.poll() is None                  # STRICT_SPREAD: training waits for a second node
     cluster.add_worker()
