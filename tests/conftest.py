@@ -27,15 +27,16 @@ def dataset(name: str, split: str) -> str:
 @pytest.fixture
 def tiny_model_dir(tmp_path: Path) -> str:
     """An untrained but complete model directory over a small English vocabulary."""
-    builder = VocabBuilder(TokenizerConfig(max_length=16))
+    builder = VocabBuilder(TokenizerConfig(max_length=16, split="words"))
     builder.update(["a good film", "a bad film", "great fun", "dull and slow"])
     tokenizer = builder.build()
     config = ModelConfig(vocab_size=len(tokenizer), num_classes=2, embed_dim=8, num_filters=4, kernel_sizes=(3, 4, 5),
-                         ngram_buckets=1024)
+                         ngram_buckets=1024, ngram_idf=True)
     torch.manual_seed(0)
     model = TextCNN(config)
     with torch.no_grad():
         model.ngrams.weight.normal_(std=0.5)      # untrained, but the n-gram branch counts in every score
+        model.ngram_idf.uniform_(1.0, 3.0)        # and its IDF weights, which exports must carry
     out = str(tmp_path / "model")
     artifacts.save(out, model.state_dict(), config, tokenizer, ["neg", "pos"], {"note": "untrained"})
     return out

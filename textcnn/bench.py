@@ -39,7 +39,7 @@ FASTTEXT_REFERENCE = "60,000-110,000"     # ../shared/datasets/REFERENCE.md, doc
 
 def untrained_model(path: str) -> str:
     """A default-sized model over the sample's vocabulary: it costs what a trained one costs."""
-    builder = VocabBuilder(TokenizerConfig(max_length=64))
+    builder = VocabBuilder(TokenizerConfig(max_length=64, split="words"))
     builder.update(pq.read_table(SAMPLE_TRAIN, columns=["text"]).column("text").to_pylist())
     tokenizer = builder.build()
     config = ModelConfig(vocab_size=len(tokenizer), num_classes=2, kernel_sizes=(3, 4, 5))

@@ -18,6 +18,7 @@ from textcnn.config import (
     PLACEMENTS,
     PRECISIONS,
     SCORE_PRECISIONS,
+    SPLITS,
     ConfigError,
     ModelConfig,
     ScoreConfig,
@@ -136,6 +137,9 @@ _T, _M = TrainConfig, ModelConfig
               help="auto: bf16 autocast on GPU, fp32 on CPU.")
 @click.option("--max-length", default=0, show_default=True,
               help="Tokens kept per text; 0: the training texts' 95th percentile (16..512).")
+@click.option("--split", default=TokenizerConfig.split, show_default=True, type=click.Choice(SPLITS),
+              help="words: words and punctuation, CJK characters one by one; chars: every character, "
+                   "whitespace runs as one token; auto: chars when most of the text is CJK.")
 @click.option("--kernel-sizes", default=None, callback=_kernel_sizes,
               help="Convolution widths, e.g. 3,4,5; default: 1,2,3 for CJK text, 3,4,5 otherwise.")
 @click.option("--filters", "num_filters", default=_M.num_filters, show_default=True, help="Per width.")
@@ -144,6 +148,8 @@ _T, _M = TrainConfig, ModelConfig
 @click.option("--ngram-buckets", default=_M.ngram_buckets, show_default=True,
               help="Hash buckets of the linear unigram+bigram branch added to the CNN's logits "
                    "(0: off; -1: 2**21 for two classes, fewer for more, at most 2**22 weights).")
+@click.option("--ngram-idf/--no-ngram-idf", default=None,
+              help="Weigh the branch's n-grams by IDF, as TF-IDF does; default: on for CJK corpora.")
 @click.option("--embeddings", default=None,
               help="word2vec/GloVe text file: starting vectors of the words it has (sets --embed-dim).")
 @click.option("--freeze-embeddings", is_flag=True,
@@ -158,15 +164,16 @@ _T, _M = TrainConfig, ModelConfig
               help="How Ray places the workers over nodes.")
 @_s3_options
 @_friendly_errors
-def train_cmd(train_path: str, output: str, val_path: str | None, max_length: int,
+def train_cmd(train_path: str, output: str, val_path: str | None, max_length: int, split: str,
               kernel_sizes: tuple[int, ...], num_filters: int, embed_dim: int, dropout: float,
-              ngram_buckets: int, gpus: bool, **options: Any) -> None:
+              ngram_buckets: int, ngram_idf: bool | None, gpus: bool, **options: Any) -> None:
     """Train a text CNN on Ray Train and export the best epoch to OUTPUT."""
     from textcnn.train import fit
     config = TrainConfig(train=train_path, output=output, val=val_path, use_gpu=gpus, **options,
                          model=ModelConfig(kernel_sizes=kernel_sizes, num_filters=num_filters,
-                                           embed_dim=embed_dim, dropout=dropout, ngram_buckets=ngram_buckets),
-                         tokenizer=TokenizerConfig(max_length=max_length))
+                                           embed_dim=embed_dim, dropout=dropout, ngram_buckets=ngram_buckets,
+                                           ngram_idf=ngram_idf),
+                         tokenizer=TokenizerConfig(max_length=max_length, split=split))
     result = fit(config)
     m = result.metrics
     refit = f"; refit on all {result.refit['rows']} rows for {result.refit['epochs']} epoch(s)" if result.refit else ""
@@ -187,18 +194,21 @@ def train_cmd(train_path: str, output: str, val_path: str | None, max_length: in
               help="Epochs every trial runs before ASHA may stop it.")
 @click.option("--cpus-per-trial", default=1.0, show_default=True)
 @click.option("--max-length", default=0, show_default=True, help="0: from the training texts.")
+@click.option("--split", default=TokenizerConfig.split, show_default=True, type=click.Choice(SPLITS),
+              help="words: words and punctuation, CJK characters one by one; chars: every character, "
+                   "whitespace runs as one token; auto: chars when most of the text is CJK.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--storage-path", default=None, help="Where Ray Tune keeps trials; default <output>/../_tune.")
 @click.option("--run-name", default=None, help="Ray Tune experiment name.")
 @_s3_options
 @_friendly_errors
 def tune_cmd(train_path: str, output: str, val_path: str | None, samples: int, grace_epochs: int,
-             cpus_per_trial: float, max_length: int, **options: Any) -> None:
+             cpus_per_trial: float, max_length: int, split: str, **options: Any) -> None:
     """Search embedding size, widths, filters, dropout and learning rate with Ray Tune (ASHA);
     export the best model to OUTPUT."""
     from textcnn.tune import run_search
     config = TrainConfig(train=train_path, output=output, val=val_path, **options,
-                         tokenizer=TokenizerConfig(max_length=max_length))
+                         tokenizer=TokenizerConfig(max_length=max_length, split=split))
     result = run_search(config, samples, cpus_per_trial, grace_epochs)
     for t in sorted(result.trials, key=lambda t: -t["best_val_metric"]):
         click.echo("trial " + json.dumps(t))

@@ -27,16 +27,19 @@ PRECISIONS = ("auto", "fp32", "bf16")        # auto: bf16 autocast on GPU, fp32 
 SCORE_PRECISIONS = PRECISIONS + ("int8",)    # int8: dynamic quantization, CPU only (quantize.py)
 CLASS_WEIGHTS = ("none", "balanced")
 NGRAM_INITS = ("naive_bayes", "zeros")     # how the n-gram branch starts (textcnn.naive_bayes)
+SPLITS = ("auto", "words", "chars")         # how text becomes tokens (textcnn.text.split)
 
 
 @dataclass(frozen=True)
 class TokenizerConfig:
     lowercase: bool = True
+    split: str = "auto"           # words | chars (every character; CJK corpora); auto: from the corpus
     max_length: int = 0           # tokens kept per text (longer texts are truncated); 0: from the corpus
     min_count: int = 1            # a token seen fewer times in training maps to <unk>
     max_vocab: int = 50_000       # including <pad> and <unk>
 
     def __post_init__(self) -> None:
+        _check(self.split in SPLITS, "split", f"must be one of {SPLITS}, got {self.split!r}")
         _check(self.max_length >= 0, "max_length", f"must be >= 1 (0: from the corpus), got {self.max_length}")
         _check(self.min_count >= 1, "min_count", f"must be >= 1, got {self.min_count}")
         _check(self.max_vocab >= 3, "max_vocab", f"must be >= 3, got {self.max_vocab}")
@@ -52,6 +55,7 @@ class ModelConfig:
     dropout: float = 0.5
     multi_label: bool = False     # sigmoid per class instead of softmax; set from the label column
     ngram_buckets: int = -1       # hashed unigram+bigram linear branch (0: off; -1: auto_ngram_buckets)
+    ngram_idf: bool | None = None  # weigh the branch's n-grams by IDF (None: from the corpus, presets.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kernel_sizes", tuple(int(k) for k in self.kernel_sizes))
@@ -218,8 +222,8 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def model_config_from_dict(d: dict[str, Any]) -> ModelConfig:
-    # models saved before the n-gram branch existed have no such key, and no such weights
-    return ModelConfig(**{"ngram_buckets": 0, **d})
+    # models saved before the n-gram branch (or its IDF weights) existed have no such key, and no such weights
+    return ModelConfig(**{"ngram_buckets": 0, "ngram_idf": False, **d})
 
 
 def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:

@@ -35,7 +35,7 @@ class SampleData:
 
 def sample_data(max_length: int = 64) -> SampleData:
     train, test = pq.read_table(SAMPLE_TRAIN), pq.read_table(SAMPLE_TEST)
-    builder = VocabBuilder(TokenizerConfig(max_length=max_length))
+    builder = VocabBuilder(TokenizerConfig(max_length=max_length, split="words"))
     builder.update(train.column("text").to_pylist())
     tok = builder.build()
 

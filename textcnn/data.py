@@ -16,7 +16,7 @@ from ray.data import Dataset
 from textcnn import storage
 from textcnn.config import TrainConfig
 from textcnn.rows import DataError
-from textcnn.text import Tokenizer, VocabBuilder, cached_tokenizer, is_cjk
+from textcnn.text import Tokenizer, VocabBuilder, cached_tokenizer, cjk_share
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Survey:
     class_counts: list[int]       # rows per class (multi-label: rows carrying the class)
     rows: int
     length_p95: int               # tokens per text, 95th percentile
-    cjk_share: float              # share of tokens that are single CJK characters
+    cjk_share: float              # share of the first batch's word tokens that are single CJK characters
 
 
 def _label_lists(column: pa.ChunkedArray | pa.Array, multi_label: bool) -> list[list[str]]:
@@ -89,10 +89,13 @@ def _label_lists(column: pa.ChunkedArray | pa.Array, multi_label: bool) -> list[
 
 
 def survey(ds: Dataset, config: TrainConfig) -> Survey:
-    """One streaming pass over the training texts and labels (a list column means multi-label)."""
+    """One streaming pass over the training texts and labels (a list column means multi-label). The
+    first batch (up to 8,192 rows) says whether the corpus is CJK, before any token is counted: the
+    split mode, when "auto", follows from that (textcnn.presets.split_mode)."""
+    from textcnn.presets import split_mode  # presets reads Survey: imported here, not at the top
     label_type = ds.schema().base_schema.field(config.label_column).type
     multi_label = pa.types.is_list(label_type) or pa.types.is_large_list(label_type)
-    builder, counts, rows, lengths, cjk = VocabBuilder(config.tokenizer), Counter(), 0, [], 0
+    builder, counts, rows, lengths, share = None, Counter(), 0, [], 0.0
     for batch in ds.iter_batches(batch_size=8192, batch_format="pyarrow"):
         label_col = batch.column(config.label_column)
         if label_col.null_count:
@@ -100,16 +103,18 @@ def survey(ds: Dataset, config: TrainConfig) -> Survey:
                             f"'{config.label_column}'")
         for names in _label_lists(label_col, multi_label):
             counts.update(set(names))
-        for tokens in builder.update(batch.column(config.text_column).to_pylist()):
-            lengths.append(len(tokens))
-            cjk += sum(1 for t in tokens if len(t) == 1 and is_cjk(t))
+        texts = batch.column(config.text_column).to_pylist()
+        if builder is None:
+            share = cjk_share(texts)
+            builder = VocabBuilder(split_mode(config.tokenizer, share))
+        lengths.extend(len(tokens) for tokens in builder.update(texts))
         rows += batch.num_rows
     if len(counts) < 2:
         raise DataError(f"training data {config.train}: needs at least 2 classes in "
                         f"'{config.label_column}', found {sorted(counts)} in {rows} rows")
     labels = sorted(counts)
     return Survey(builder, labels, multi_label, [counts[name] for name in labels], rows,
-                  int(np.percentile(lengths, 95)) if lengths else 1, cjk / max(sum(lengths), 1))
+                  int(np.percentile(lengths, 95)) if lengths else 1, share)
 
 
 def encode_labels(column: pa.ChunkedArray | pa.Array, label_ids: dict[str, int], multi_label: bool,

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from textcnn.model import TextCNN
-from textcnn.text import CJK_CHARS, PAD_ID, split
+from textcnn.text import CJK_CHARS, PAD_ID
 
 _CJK_CHAR = re.compile(rf"^[{CJK_CHARS}]$")
 
@@ -36,8 +36,11 @@ class NGram:
                 "contribution": round(self.contribution, 6)}
 
 
-def join_tokens(tokens: list[str]) -> str:
-    """Words with spaces between them; CJK characters next to each other without."""
+def join_tokens(tokens: list[str], chars: bool = False) -> str:
+    """Words with spaces between them, CJK characters next to each other without; tokens of the
+    "chars" split (their spaces are tokens) as they are."""
+    if chars:
+        return "".join(tokens)
     out = ""
     for i, t in enumerate(tokens):
         if i and not (_CJK_CHAR.match(tokens[i - 1]) and _CJK_CHAR.match(t)):
@@ -98,10 +101,11 @@ def _as_input(model: TextCNN, ids: np.ndarray) -> torch.Tensor:
 
 
 def top_ngrams(model: TextCNN, ids: np.ndarray, target: np.ndarray, tokens: list[list[str]],
-               k: int) -> list[list[NGram]]:
+               k: int, chars: bool = False) -> list[list[NGram]]:
     """The k n-grams that pushed each row's target class most, strongest first.
 
-    ids: (B, L) token ids; target: (B,) class index per row; tokens: each row's tokens, for the text.
+    ids: (B, L) token ids; target: (B,) class index per row; tokens: each row's tokens, for the text
+    (chars: split by characters, see join_tokens).
     """
     per_width = window_contributions(model, _as_input(model, ids), torch.from_numpy(target).long())
     out = []
@@ -110,7 +114,7 @@ def top_ngrams(model: TextCNN, ids: np.ndarray, target: np.ndarray, tokens: list
                       for s in np.flatnonzero(acc[row])]
         candidates.sort(key=lambda c: -c[0])
         n = len(tokens[row])
-        out.append([NGram(join_tokens(tokens[row][s:min(s + w, n)]) or "<pad>", int(s), w, float(c))
+        out.append([NGram(join_tokens(tokens[row][s:min(s + w, n)], chars) or "<pad>", int(s), w, float(c))
                     for c, s, w in candidates[:k]])
     return out
 
@@ -121,7 +125,7 @@ def explain_texts(model: TextCNN, tokenizer, labels: list[str], texts: list[str]
     with torch.inference_mode():
         probs = torch.softmax(model(_as_input(model, ids)), dim=1).numpy()
     best = probs.argmax(axis=1)
-    tokens = [split(t, tokenizer.config.lowercase)[: tokenizer.config.max_length] for t in texts]
-    ngrams = top_ngrams(model, ids, best, tokens, k)
+    tokens = [tokenizer.split(t)[: tokenizer.config.max_length] for t in texts]
+    ngrams = top_ngrams(model, ids, best, tokens, k, tokenizer.config.split == "chars")
     return [{"text": t, "predicted_label": labels[b], "probability": round(float(p[b]), 6),
              "ngrams": [g.to_dict() for g in row]} for t, b, p, row in zip(texts, best, probs, ngrams)]

@@ -3,7 +3,8 @@ plus (ngram_buckets > 0) a linear branch over hashed unigrams and bigrams, fastT
 logits are added to the CNN's. On small sets a linear n-gram model is hard to beat (REFERENCE.md:
 TF-IDF + LR tops fastText); the branch gives the CNN that model's strength at the cost of one
 (buckets, classes) table, and both train together, the branch starting from naive Bayes weights
-(textcnn.naive_bayes)."""
+(textcnn.naive_bayes). With ngram_idf, each n-gram counts in proportion to its IDF over the training
+rows (a (buckets,) buffer set with the naive Bayes weights), as TF-IDF weighs it."""
 
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ class TextCNN(nn.Module):
         self.vocab_size: int = config.vocab_size
         self.ngrams = nn.Embedding(max(1, self.buckets), config.num_classes)
         nn.init.zeros_(self.ngrams.weight)    # the plain CNN, until training sets naive Bayes weights
+        self.use_idf: bool = bool(config.ngram_idf) and self.buckets > 0
+        # saved only when used, so that models without IDF keep their state_dict
+        self.register_buffer("ngram_idf", torch.ones(max(1, self.buckets)), persistent=self.use_idf)
 
     def features(self, ids: torch.Tensor) -> torch.Tensor:
         # Windows that run past a row's last token are masked out of the max-pool, so a row's score
@@ -61,12 +65,17 @@ class TextCNN(nn.Module):
 
     def ngram_terms(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per position, the n-gram branch's logits (B, L, C) of the unigram and of the bigram
-        starting there, scaled by 1/sqrt(n-grams in the row); they sum to the branch's logits."""
+        starting there; they sum to the branch's logits. Each n-gram weighs 1 (or its IDF), and a
+        row's weights are scaled to unit L2 norm, as TF-IDF rows are."""
         unigram, bigram, is_uni, is_bi = self.ngram_keys(ids)
-        uni_mask, bi_mask = is_uni.unsqueeze(2).float(), is_bi.unsqueeze(2).float()        # (B, L, 1)
-        scale = (uni_mask.sum(dim=1, keepdim=True) + bi_mask.sum(dim=1, keepdim=True)).clamp(min=1.0).rsqrt()
-        return (self.ngrams(unigram) * uni_mask * scale,
-                self.ngrams(bigram) * bi_mask * scale)
+        uni_w, bi_w = is_uni.unsqueeze(2).float(), is_bi.unsqueeze(2).float()              # (B, L, 1)
+        if self.use_idf:
+            uni_w, bi_w = uni_w * self.ngram_idf[unigram].unsqueeze(2), bi_w * self.ngram_idf[bigram].unsqueeze(2)
+        # IDF >= 1, so a row with any n-gram has a squared norm >= 1; the clamp only spares empty rows
+        norm2 = (uni_w * uni_w).sum(dim=1, keepdim=True) + (bi_w * bi_w).sum(dim=1, keepdim=True)   # (B, 1, 1)
+        scale = norm2.clamp(min=1.0).rsqrt()
+        return (self.ngrams(unigram) * uni_w * scale,
+                self.ngrams(bigram) * bi_w * scale)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         # ids: (B, L) int, L >= min_length; returns logits (B, C)

@@ -11,6 +11,8 @@ add-alpha smoothing over the buckets in use:
 - single-label (softmax): w[b, c] = log p(b | c) - mean over classes of log p(b | c); the softmax
   ignores what all classes share, and for two classes the logit gap is the log-count ratio.
 - multi-label (a sigmoid per class): w[b, c] = log p(b | c) - log p(b | not c), one-vs-rest.
+The same counts give the branch's IDF weights when the model has them (ModelConfig.ngram_idf):
+idf = ln((1 + rows) / (1 + rows holding the n-gram)) + 1, scikit-learn's smoothed IDF.
 Ray-free: a worker counts its shard, the counts are summed across workers (``reduce``), and every
 worker derives the same weights.
 """
@@ -30,10 +32,10 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def count_ngrams(model: TextCNN, batches: Iterable[Batch], multi_label: bool) -> torch.Tensor:
-    """(C + 1, buckets) float64: rows of each class holding each bucket's n-gram, and (last row)
-    rows of any class holding it."""
+    """(C + 1, buckets + 1) float64: rows of each class holding each bucket's n-gram, and (last row)
+    rows of any class holding it; the last column counts the rows themselves (of each class, of any)."""
     net = _unwrap(model)
-    counts = torch.zeros(net.config.num_classes + 1, net.buckets, dtype=torch.float64)
+    counts = torch.zeros(net.config.num_classes + 1, net.buckets + 1, dtype=torch.float64)
     for batch in batches:
         ids = batch["ids"].cpu()                                                # (B, L)
         unigram, bigram, is_uni, is_bi = net.ngram_keys(ids)
@@ -45,12 +47,13 @@ def count_ngrams(model: TextCNN, batches: Iterable[Batch], multi_label: bool) ->
         classes = labels if multi_label else torch.nn.functional.one_hot(labels, net.config.num_classes)   # (B, C)
         members = torch.cat([classes.double(), torch.ones(len(ids), 1, dtype=torch.float64)], dim=1)   # (B, C + 1)
         counts.index_add_(1, bucket, members[row].T)
+        counts[:, -1] += members.sum(dim=0)
     return counts
 
 
 def weights(counts: torch.Tensor, multi_label: bool, alpha: float = 1.0) -> torch.Tensor:
     """(buckets, C) float32 branch weights from count_ngrams' counts (summed over workers)."""
-    per_class, total = counts[:-1], counts[-1:]                                 # (C, K), (1, K)
+    per_class, total = counts[:-1, :-1], counts[-1:, :-1]                       # (C, K), (1, K)
     used = max(1.0, float((total > 0).sum()))
 
     def log_p(c: torch.Tensor) -> torch.Tensor:                                 # log p(bucket | rows)
@@ -64,14 +67,26 @@ def weights(counts: torch.Tensor, multi_label: bool, alpha: float = 1.0) -> torc
     return w.T.float().contiguous()
 
 
+def idf(counts: torch.Tensor) -> torch.Tensor:
+    """(buckets,) float32 smoothed IDF from count_ngrams' counts."""
+    rows, df = counts[-1, -1], counts[-1, :-1]
+    return (torch.log((1 + rows) / (1 + df)) + 1).float()
+
+
 def init_ngrams(model: TextCNN, batches: Iterable[Batch], multi_label: bool,
-                reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
-    """Set the n-gram branch of model (unwrapped, before DDP) to naive Bayes weights of batches;
-    reduce sums the counts across workers (None: one worker)."""
-    if model.buckets <= 0:
+                reduce: Callable[[torch.Tensor], torch.Tensor] | None = None, naive_bayes: bool = True) -> None:
+    """Set the n-gram branch of model (unwrapped, before DDP) from counts over batches: its IDF
+    weights, if it has them, and (naive_bayes) its naive Bayes weights; reduce sums the counts
+    across workers (None: one worker)."""
+    if model.buckets <= 0 or not (naive_bayes or model.use_idf):
         return
     counts = count_ngrams(model, batches, multi_label)
     if reduce is not None:
         counts = reduce(counts)
-    model.ngrams.weight.data.copy_(weights(counts, multi_label))
-    log.info("n-gram branch: naive Bayes weights, %d of %d buckets in use", int((counts[-1] > 0).sum()), model.buckets)
+    if model.use_idf:
+        model.ngram_idf.copy_(idf(counts))
+    if naive_bayes:
+        model.ngrams.weight.data.copy_(weights(counts, multi_label))
+    log.info("n-gram branch: %s, %d of %d buckets in use over %d rows",
+             " and ".join(["naive Bayes weights"] * naive_bayes + ["IDF"] * model.use_idf),
+             int((counts[-1, :-1] > 0).sum()), model.buckets, int(counts[-1, -1]))

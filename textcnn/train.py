@@ -105,12 +105,12 @@ class _Worker:
 
     def setup(self, dataset: str, rows: int, state: dict[str, Any] | None):
         """A fresh DDP model, its optimizer and schedule for rows per epoch of dataset, resumed from
-        state; without state, the n-gram branch starts from naive Bayes counts of dataset."""
+        state; without state, the n-gram branch starts from counts over dataset (naive Bayes, IDF)."""
         model = build_model(self.model_config, self.config, self.vectors)
-        if state is None and self.config.ngram_init == "naive_bayes":
+        if state is None:
             init_ngrams(model, ray.train.get_dataset_shard(dataset).iter_torch_batches(
                 batch_size=4096, dtypes=self.as_tensors["dtypes"], device="cpu"), self.model_config.multi_label,
-                reduce=_sum_over_workers)
+                reduce=_sum_over_workers, naive_bayes=self.config.ngram_init == "naive_bayes")
         model = ray.train.torch.prepare_model(model)
         steps = -(-rows // (self.config.batch_size * ray.train.get_context().get_world_size()))
         optimizer, scheduler = optimizer_and_schedule(model, self.config, steps)

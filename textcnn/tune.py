@@ -67,8 +67,8 @@ def trainable(trial: dict[str, Any], setup: dict[str, Any], train: dict[str, np.
     config, model_config = trial_configs(trial, setup["config"], setup["model_config"])
     torch.set_num_threads(max(1, int(setup["cpus_per_trial"])))
     model = build_model(model_config, config)
-    if config.ngram_init == "naive_bayes":
-        init_ngrams(model, _batches(train, 4096, None), model_config.multi_label)
+    init_ngrams(model, _batches(train, 4096, None), model_config.multi_label,
+                naive_bayes=config.ngram_init == "naive_bayes")
     optimizer, scheduler = optimizer_and_schedule(model, config, -(-len(train["ids"]) // config.batch_size))
     loop = Loop(lambda epoch: _batches(train, config.batch_size, config.seed + epoch),
                 lambda: _batches(val, 1024, None), _tune_report, setup["labels"])

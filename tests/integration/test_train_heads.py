@@ -67,6 +67,7 @@ def test_multi_label_with_frozen_pretrained_vectors(tmp_path):
     assert loaded.multi_label and loaded.labels == sorted(set(source.column("label").to_pylist()))
     assert len(loaded.thresholds) == 10 and all(0 < t < 1 for t in loaded.thresholds)
     assert loaded.config["model"]["embed_dim"] == 48              # taken from the file
+    assert loaded.tokenizer.config.split == "chars" and loaded.config["model"]["ngram_idf"]   # CJK preset
     # frozen: the file's words keep exactly the file's vectors through training
     weight = loaded.model.embedding.weight.detach().numpy()
     index = {t: i for i, t in enumerate(loaded.tokenizer.tokens)}

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture
 def tokenizer():
-    builder = VocabBuilder(TokenizerConfig(max_length=8))
+    builder = VocabBuilder(TokenizerConfig(max_length=8, split="words"))
     builder.update(["the film was great", "the plot was dull"])
     return builder.build()
 

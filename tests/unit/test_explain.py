@@ -31,7 +31,7 @@ def _synthetic(fillers, planted, rng, rows=1500, sep=" "):
 
 
 def _train(texts, labels):
-    builder = VocabBuilder(TokenizerConfig(max_length=24))
+    builder = VocabBuilder(TokenizerConfig(max_length=24, split="words"))
     builder.update(texts)
     tokenizer = builder.build()
     torch.manual_seed(0)
@@ -90,3 +90,4 @@ def test_contributions_and_bias_add_up_to_the_logit_margin(tiny_model_dir):
 def test_cjk_characters_join_without_spaces_and_words_with():
     assert join_tokens(["好", "极", "了"]) == "好极了"
     assert join_tokens(["a", "good", "好", "film"]) == "a good 好 film"
+    assert join_tokens(list("ip 6好"), chars=True) == "ip 6好"        # the chars split keeps its spaces

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture
 def tokenizer():
-    builder = VocabBuilder(TokenizerConfig(max_length=8))
+    builder = VocabBuilder(TokenizerConfig(max_length=8, split="words"))
     builder.update(["a good film", "a bad film", "好 电影"])
     return builder.build()
 

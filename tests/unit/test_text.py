@@ -2,13 +2,14 @@ import numpy as np
 import pytest
 
 from textcnn.config import TokenizerConfig
-from textcnn.text import PAD_ID, UNK_ID, Tokenizer, VocabBuilder, split, trim
+from textcnn.presets import split_mode
+from textcnn.text import PAD_ID, UNK_ID, Tokenizer, VocabBuilder, cjk_share, split, trim
 
 pytestmark = pytest.mark.unit
 
 
 def build(texts, **kw):
-    b = VocabBuilder(TokenizerConfig(**{"max_length": 16, **kw}))
+    b = VocabBuilder(TokenizerConfig(**{"max_length": 16, "split": "words", **kw}))
     b.update(texts)
     return b.build()
 
@@ -20,6 +21,34 @@ def test_english_is_lowercased_words_and_punctuation():
 
 def test_chinese_splits_into_characters_and_keeps_latin_words():
     assert split("恒生AH溢指收平 A股") == ["恒", "生", "ah", "溢", "指", "收", "平", "a", "股"]
+
+
+def test_chars_split_reads_latin_words_and_numbers_by_character_and_keeps_one_space_per_run():
+    assert split(" 恒生AH溢指 \u3000 2008年\tA股 ", mode="chars") == list("恒生ah溢指 2008年 a股")
+    assert split("Ab  c", lowercase=False, mode="chars") == ["A", "b", " ", "c"]
+    assert split(None, mode="chars") == [] and split("   ", mode="chars") == []
+    tok = build(["恒生 AH股"], split="chars", max_length=8)
+    assert [tok.tokens[i] for i in tok.encode(["恒 a"])[0][:3]] == ["恒", " ", "a"]
+
+
+def test_a_cjk_corpus_gets_the_chars_split_unless_one_is_given():
+    assert cjk_share(["酒店很好 ok", "差"]) == pytest.approx(5 / 6)
+    assert cjk_share(["a fine film", "ok"]) == 0.0 and cjk_share([]) == 0.0
+    auto = TokenizerConfig()
+    assert split_mode(auto, 0.9).split == "chars" and split_mode(auto, 0.1).split == "words"
+    assert split_mode(TokenizerConfig(split="words"), 0.9).split == "words"
+
+
+def test_an_unresolved_split_is_refused_and_old_vocabularies_split_words():
+    with pytest.raises(ValueError, match="split resolved"):
+        VocabBuilder(TokenizerConfig(max_length=8))
+    with pytest.raises(ValueError, match="split resolved"):
+        Tokenizer(["<pad>", "<unk>", "a"], TokenizerConfig(max_length=8))
+    with pytest.raises(ValueError, match="counted split as 'words'"):
+        VocabBuilder(TokenizerConfig(split="words")).build(TokenizerConfig(max_length=8, split="chars"))
+    saved = build(["ab cd"], max_length=4).to_dict()
+    del saved["config"]["split"]                       # as written before the split mode existed
+    assert Tokenizer.from_dict(saved).encode(["ab cd"])[0].tolist() == [2, 3, 0, 0]
 
 
 def test_ideographic_and_other_unicode_spaces_separate_tokens():
@@ -64,6 +93,7 @@ def test_round_trip_and_hash():
     assert again.tokens == tok.tokens and again.hash() == tok.hash()
     assert build(["one two four"]).hash() != tok.hash()
     assert build(["one two three"], max_length=10).hash() != tok.hash()
+    assert build(["one two three"], split="chars").hash() != tok.hash()
 
 
 def test_trim_keeps_longest_row_and_min_width():
