@@ -4,7 +4,7 @@ logits are added to the CNN's. On small sets a linear n-gram model is hard to be
 TF-IDF + LR tops fastText); the branch gives the CNN that model's strength at the cost of one
 (buckets, classes) table, and both train together, the branch starting from naive Bayes weights
 (textcnn.naive_bayes). With ngram_idf, each n-gram counts in proportion to its IDF over the training
-rows (a (buckets,) buffer set with the naive Bayes weights), as TF-IDF weighs it."""
+rows (a (buckets,) buffer, set from the counts that give the naive Bayes weights), as TF-IDF weighs it."""
 
 from __future__ import annotations
 
