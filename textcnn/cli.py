@@ -103,6 +103,10 @@ def _kernel_sizes(ctx: click.Context, param: click.Parameter, value: str | None)
 
 
 _T, _M = TrainConfig, ModelConfig
+_split_option = click.option(
+    "--split", default=TokenizerConfig.split, show_default=True, type=click.Choice(SPLITS),
+    help="words: words and punctuation, CJK characters one by one; chars: every character, "
+         "whitespace runs as one token; auto: chars when most of the text is CJK.")
 
 
 @click.command("train")
@@ -137,9 +141,7 @@ _T, _M = TrainConfig, ModelConfig
               help="auto: bf16 autocast on GPU, fp32 on CPU.")
 @click.option("--max-length", default=0, show_default=True,
               help="Tokens kept per text; 0: the training texts' 95th percentile (16..512).")
-@click.option("--split", default=TokenizerConfig.split, show_default=True, type=click.Choice(SPLITS),
-              help="words: words and punctuation, CJK characters one by one; chars: every character, "
-                   "whitespace runs as one token; auto: chars when most of the text is CJK.")
+@_split_option
 @click.option("--kernel-sizes", default=None, callback=_kernel_sizes,
               help="Convolution widths, e.g. 3,4,5; default: 1,2,3 for CJK text, 3,4,5 otherwise.")
 @click.option("--filters", "num_filters", default=_M.num_filters, show_default=True, help="Per width.")
@@ -194,9 +196,7 @@ def train_cmd(train_path: str, output: str, val_path: str | None, max_length: in
               help="Epochs every trial runs before ASHA may stop it.")
 @click.option("--cpus-per-trial", default=1.0, show_default=True)
 @click.option("--max-length", default=0, show_default=True, help="0: from the training texts.")
-@click.option("--split", default=TokenizerConfig.split, show_default=True, type=click.Choice(SPLITS),
-              help="words: words and punctuation, CJK characters one by one; chars: every character, "
-                   "whitespace runs as one token; auto: chars when most of the text is CJK.")
+@_split_option
 @click.option("--seed", default=0, show_default=True)
 @click.option("--storage-path", default=None, help="Where Ray Tune keeps trials; default <output>/../_tune.")
 @click.option("--run-name", default=None, help="Ray Tune experiment name.")
