@@ -26,7 +26,7 @@ from ray.data import Dataset
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from textcnn import artifacts, embeddings, plots, presets, runtime, storage
+from textcnn import artifacts, embeddings, plots, presets, resume, runtime, storage
 from textcnn.config import ModelConfig, TrainConfig, to_dict, train_config_from_dict
 from textcnn.data import check_labelled, encode_labelled, read_labelled, survey
 from textcnn.embeddings import apply_vectors
@@ -195,11 +195,14 @@ def run_name(config: TrainConfig) -> str:
     return config.run_name or f"textcnn-{os.path.basename(config.output.rstrip('/'))}-{int(time.time())}"
 
 
+def _storage_uri(config: TrainConfig) -> str:
+    return config.storage_path or storage.join(storage.dirname(config.output), "_checkpoints")
+
+
 def _run_config(config: TrainConfig, name: str) -> RunConfig:
     """Checkpoints under storage_path/name: the best two selection epochs by validation metric
     (_report's rank), and always the latest (Ray Train keeps it whatever its rank)."""
-    storage_uri = config.storage_path or storage.join(storage.dirname(config.output), "_checkpoints")
-    fs, path = storage.resolve(storage_uri)
+    fs, path = storage.resolve(_storage_uri(config))
     checkpoints = CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="rank",
                                    checkpoint_score_order="max")
     return RunConfig(name=name, storage_path=path, storage_filesystem=fs, checkpoint_config=checkpoints,
@@ -266,7 +269,10 @@ def fit(config: TrainConfig) -> FitResult:
     started = time.perf_counter()
     p = prepare(config)
     refit_rows = p.train_rows + p.val.count() if p.config.refit and p.config.val is None else 0
-    result = _trainer(p, _run_config(p.config, run_name(p.config)), refit_rows).fit()
+    name = run_name(p.config)
+    resume.check_or_record(storage.join(_storage_uri(p.config), name),
+                           resume.fingerprint(p.tokenizer, p.labels, p.model_config))
+    result = _trainer(p, _run_config(p.config, name), refit_rows).fit()
     latest = load_checkpoint(result.checkpoint)
     selection = [(c, m) for c, m in result.best_checkpoints if m.get("phase", SELECT) == SELECT]
     # ties go to the earlier epoch, as in early stopping
