@@ -101,9 +101,11 @@ class Cluster:
         shutil.rmtree(self.ray_tmp, ignore_errors=True)
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    c = Cluster(tmp_path)
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One head for both tests (each adds its own worker node and kills it): a head takes ~10 s to
+    start and stop."""
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
     try:
         yield c
     finally:

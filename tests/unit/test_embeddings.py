@@ -49,7 +49,8 @@ def test_a_ragged_or_non_numeric_line_is_named(tmp_path, tokenizer):
 def test_frozen_vectors_stay_as_read_and_fine_tuned_ones_move(tmp_path, tokenizer, freeze):
     vectors = read_vectors(_write(tmp_path / "v.txt", ["the 1 2 3 4", "film 5 6 7 8"]), tokenizer)
     config = TrainConfig(train="t", output="o", embeddings="v.txt", freeze_embeddings=freeze, weight_decay=0.1)
-    model = build_model(ModelConfig(vocab_size=len(tokenizer), embed_dim=4, kernel_sizes=(1, 2), num_filters=4),
+    model = build_model(ModelConfig(vocab_size=len(tokenizer), embed_dim=4, kernel_sizes=(1, 2), num_filters=4,
+                                    ngram_buckets=4096),
                         config, vectors)
     start = model.embedding.weight.detach().clone()
     ids = torch.from_numpy(tokenizer.encode(["the film was great", "the plot was dull"] * 8)).long()

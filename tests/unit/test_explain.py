@@ -36,7 +36,7 @@ def _train(texts, labels):
     tokenizer = builder.build()
     torch.manual_seed(0)
     model = TextCNN(ModelConfig(vocab_size=len(tokenizer), embed_dim=16, kernel_sizes=(2, 3), num_filters=16,
-                                dropout=0.1))
+                                dropout=0.1, ngram_buckets=4096))
     ids, y = torch.from_numpy(tokenizer.encode(texts)).long(), torch.from_numpy(labels).long()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(6):

@@ -58,7 +58,7 @@ def _data(multi_label: bool, rows: int = 256, seed: int = 0):
 def test_both_heads_learn_under_fp32_and_bf16_autocast(multi_label, precision):
     torch.manual_seed(0)
     model = TextCNN(ModelConfig(vocab_size=40, num_classes=3, embed_dim=16, kernel_sizes=(1, 2), num_filters=8,
-                                dropout=0.0, multi_label=multi_label))
+                                dropout=0.0, multi_label=multi_label, ngram_buckets=4096))
     config = TrainConfig(train="t", output="o", epochs=8, lr=2e-2, precision=precision)
     batches = _data(multi_label)
     optimizer, scheduler = optimizer_and_schedule(model, config, steps_per_epoch=len(batches))
@@ -108,7 +108,7 @@ def test_token_dropout_turns_about_its_share_of_real_tokens_into_unk_and_never_t
 def test_training_with_token_dropout_still_learns():
     torch.manual_seed(0)
     model = TextCNN(ModelConfig(vocab_size=40, num_classes=3, embed_dim=16, kernel_sizes=(1, 2), num_filters=8,
-                                dropout=0.0))
+                                dropout=0.0, ngram_buckets=4096))
     config = TrainConfig(train="t", output="o", epochs=8, lr=2e-2, token_dropout=0.1)
     batches = _data(False)
     optimizer, scheduler = optimizer_and_schedule(model, config, steps_per_epoch=len(batches))
