@@ -1,0 +1,40 @@
+"""The automatic choices follow the corpus, and an explicit value always wins (textcnn.presets)."""
+
+import pytest
+
+from textcnn import presets
+from textcnn.config import ModelConfig, TokenizerConfig, TrainConfig
+from textcnn.data import Survey
+from textcnn.text import VocabBuilder
+
+pytestmark = pytest.mark.unit
+
+
+def _survey(cjk_share: float, classes: int = 2) -> Survey:
+    split = "chars" if cjk_share > presets.CJK_MAJORITY else "words"
+    return Survey(builder=VocabBuilder(TokenizerConfig(split=split)), labels=[str(i) for i in range(classes)],
+                  multi_label=False, class_counts=[10] * classes, rows=10 * classes, length_p95=37,
+                  cjk_share=cjk_share)
+
+
+def _config(**model) -> TrainConfig:
+    return TrainConfig(train="t", output="o", model=ModelConfig(**model))
+
+
+@pytest.mark.parametrize("cjk_share, split, kernels, idf", [(0.9, "chars", (1, 2, 3), True),
+                                                           (0.1, "words", (3, 4, 5), False)])
+def test_left_automatic_the_choices_follow_the_corpus(cjk_share, split, kernels, idf):
+    resolved = presets.resolve(_config(), _survey(cjk_share, classes=10))
+    assert resolved.tokenizer.split == split and resolved.tokenizer.max_length == 40   # p95 37 -> 40
+    assert resolved.model.kernel_sizes == kernels and resolved.model.ngram_idf is idf
+    assert resolved.model.ngram_buckets == 2**18                                      # 10 classes
+
+
+def test_explicit_values_win_over_the_corpus():
+    config = TrainConfig(train="t", output="o", tokenizer=TokenizerConfig(max_length=24),
+                         model=ModelConfig(kernel_sizes=(2, 3), ngram_buckets=4096, ngram_idf=False))
+    resolved = presets.resolve(config, _survey(0.9))
+    assert resolved.model.kernel_sizes == (2, 3) and resolved.model.ngram_buckets == 4096
+    assert resolved.model.ngram_idf is False and resolved.tokenizer.max_length == 24
+    assert presets.resolve(_config(ngram_idf=True), _survey(0.1)).model.ngram_idf is True
+
