@@ -65,15 +65,8 @@ def test_train_killed_and_resumed_then_score_and_eval(tmp_path):
     jobs = Jobs(tmp_path)
     try:
         [in_refit] = train_killed_then_resumed(jobs, args, [(str(checkpoints / "cli"), 0, "refit")])
-        # the same run name with another model: refused before training, naming what changed
-        other = jobs.start("other", "train", [a if a != "32" else "16" for a in args])
-        assert other.wait(timeout=300) == 1
     finally:
         jobs.stop_all()
-    refused = jobs.log("other")
-    assert "ConfigError: run " in refused and "was started with a different model" in refused
-    assert "model.num_filters: 32 -> 16" in refused and "model.embed_dim: 32 -> 16" in refused
-    assert "Traceback" not in refused
     assert "written to" in jobs.log("last") and (model / "weights.pt").exists()
     # the branch started from naive Bayes counts; a resumed phase takes its weights from the checkpoint
     assert "n-gram branch: naive Bayes weights" in jobs.log("attempt0")

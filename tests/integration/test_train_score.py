@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import dataset
 from textcnn import artifacts
-from textcnn.config import ScoreConfig, TrainConfig
+from textcnn.config import ConfigError, ModelConfig, ScoreConfig, TrainConfig
 from textcnn.evaluation import evaluate_parquet
 from textcnn.runs import read_run
 from textcnn.runtime import ResourceError
@@ -24,7 +24,8 @@ def rt_model(tmp_path_factory):
     """A model trained with 2 CPU workers on the whole rt_snippets training split. No refit, to keep
     the suite short: the refit's record and resume are tested end to end in tests/e2e/test_cli.py."""
     out = str(tmp_path_factory.mktemp("rt") / "model")
-    result = fit(TrainConfig(train=dataset("rt_snippets", "train"), output=out, workers=2, epochs=2, refit=False))
+    result = fit(TrainConfig(train=dataset("rt_snippets", "train"), output=out, workers=2, epochs=2, refit=False,
+                             run_name="rt"))
     return out, result
 
 
@@ -47,6 +48,18 @@ def test_model_directory_records_config_metrics_and_hashes(rt_model):
     best = max(h["val_acc"] for h in metrics["history"])
     assert metrics["validation"]["accuracy"] == pytest.approx(best)   # the best epoch was picked
     assert artifacts.verify(out) == []
+
+
+def test_the_run_started_again_with_another_model_is_refused_before_training(rt_model):
+    out, _ = rt_model
+    runs = os.path.join(os.path.dirname(out), "_checkpoints")
+    again = TrainConfig(train=dataset("rt_snippets", "train"), output=out + "-again", run_name="rt",
+                        storage_path=runs, workers=2, refit=False, model=ModelConfig(num_filters=64))
+    with pytest.raises(ConfigError) as refused:
+        fit(again)
+    assert f"run {os.path.join(runs, 'rt')} was started with a different model" in str(refused.value)
+    assert "model.num_filters: 100 -> 64" in str(refused.value) and "vocabulary" not in str(refused.value)
+    assert not os.path.exists(out + "-again")
 
 
 def test_scoring_gives_one_row_per_id_with_probabilities_summing_to_one(rt_model, tmp_path):
