@@ -126,6 +126,6 @@ def explain_texts(model: TextCNN, tokenizer, labels: list[str], texts: list[str]
         probs = torch.softmax(model(_as_input(model, ids)), dim=1).numpy()
     best = probs.argmax(axis=1)
     tokens = [tokenizer.split(t)[: tokenizer.config.max_length] for t in texts]
-    ngrams = top_ngrams(model, ids, best, tokens, k, tokenizer.config.split == "chars")
+    ngrams = top_ngrams(model, ids, best, tokens, k, tokenizer.by_chars)
     return [{"text": t, "predicted_label": labels[b], "probability": round(float(p[b]), 6),
              "ngrams": [g.to_dict() for g in row]} for t, b, p, row in zip(texts, best, probs, ngrams)]

@@ -71,8 +71,8 @@ class Scorer:
         vocab = self.loaded.tokenizer.tokens
         rows = np.flatnonzero(good)
         words = [[vocab[i] for i in tokens[r] if i != PAD_ID] for r in rows]
-        chars = self.loaded.tokenizer.config.split == "chars"
-        ngrams = top_ngrams(self.loaded.model, tokens[rows], best[rows], words, self.explain, chars)
+        ngrams = top_ngrams(self.loaded.model, tokens[rows], best[rows], words, self.explain,
+                            self.loaded.tokenizer.by_chars)
         out: list[str | None] = [None] * len(tokens)
         for r, row in zip(rows, ngrams):
             out[r] = json.dumps([{"ngram": g.text, "contribution": round(g.contribution, 4)} for g in row],

@@ -93,6 +93,11 @@ class Tokenizer:
         """The tokens of text, before truncation and the vocabulary lookup."""
         return split(text, self.config.lowercase, self.config.split)
 
+    @property
+    def by_chars(self) -> bool:
+        """Every character a token (spaces included): its tokens join back without separators."""
+        return self.config.split == "chars"
+
     def to_dict(self) -> dict[str, Any]:
         return {"config": _tokenizer_config_dict(self.config), "tokens": self.tokens}
 
