@@ -112,7 +112,9 @@ _split_option = click.option(
 @click.command("train")
 @click.option("--train", "train_path", required=True, help="Training Parquet file or folder.")
 @click.option("--output", required=True, help="Model directory to write.")
-@click.option("--val", "val_path", default=None, help="Validation Parquet; default: 10% of --train.")
+@click.option("--val", "val_path", default=None, help="Validation Parquet; default: --val-fraction of --train.")
+@click.option("--val-fraction", default=_T.val_fraction, show_default=True,
+              help="Share of --train held out for validation when --val is not given.")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True,
               help="Class names; a list column (list<string>) trains a multi-label model.")
@@ -133,7 +135,7 @@ _split_option = click.option(
 @click.option("--token-dropout", default=_T.token_dropout, show_default=True,
               help="Share of each training row's tokens replaced by <unk> at every step.")
 @click.option("--refit/--no-refit", default=_T.refit, show_default=True,
-              help="When --val is not given: once early stopping has picked the epoch count on the 10% "
+              help="When --val is not given: once early stopping has picked the epoch count on the rows "
                    "held out, train again on every row for that many epochs and export that model.")
 @click.option("--class-weights", default=_T.class_weights, show_default=True,
               type=click.Choice(CLASS_WEIGHTS), help="balanced: weigh classes inversely to their frequency.")
@@ -187,7 +189,9 @@ def train_cmd(train_path: str, output: str, val_path: str | None, max_length: in
 @click.command("tune")
 @click.option("--train", "train_path", required=True, help="Training Parquet file or folder.")
 @click.option("--output", required=True, help="Model directory for the best trial's best epoch.")
-@click.option("--val", "val_path", default=None, help="Validation Parquet; default: 10% of --train.")
+@click.option("--val", "val_path", default=None, help="Validation Parquet; default: --val-fraction of --train.")
+@click.option("--val-fraction", default=_T.val_fraction, show_default=True,
+              help="Share of --train held out for validation when --val is not given.")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
 @click.option("--samples", default=8, show_default=True, help="Hyperparameter draws (trials).")

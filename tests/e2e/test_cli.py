@@ -99,7 +99,7 @@ def test_tune_runs_two_trials_and_exports_the_best(tmp_path):
     model, data = tmp_path / "tuned", tmp_path / "train.parquet"
     pq.write_table(pq.read_table(SAMPLE_TRAIN).slice(0, 2000), data)            # short trials
     out = run([sys.executable, "jobs/tune.py", "--train", str(data), "--output", str(model),
-               "--samples", "2", "--epochs", "1", "--max-length", "32"]).stdout
+               "--samples", "2", "--epochs", "1", "--max-length", "32", "--val-fraction", "0.25"]).stdout
     trials = [json.loads(line.split(" ", 1)[1]) for line in out.splitlines() if line.startswith("trial ")]
     assert len(trials) == 2 and all(t["error"] is None and t["epochs"] >= 1 for t in trials)
     best = max(trials, key=lambda t: t["best_val_metric"])
@@ -107,6 +107,7 @@ def test_tune_runs_two_trials_and_exports_the_best(tmp_path):
     assert saved["model"]["embed_dim"] == best["embed_dim"] and saved["model"]["num_filters"] == best["num_filters"]
     metrics = json.loads((model / "metrics.json").read_text())
     assert metrics["validation"]["accuracy"] == pytest.approx(best["best_val_metric"])
+    assert metrics["validation"]["rows"] == 500 and saved["train"]["val_fraction"] == 0.25   # of 2,000 rows
     assert "written to" in out
 
 
