@@ -1,7 +1,7 @@
 """The accuracy benchmark: `textcnn train` defaults on every shared labelled set, evaluated on its
 test split, printed as a table beside fastText, TF-IDF + LR and the target (README, "Accuracy").
 
-    python jobs/accuracy.py [--datasets ../shared/datasets] [--set rt_snippets ...] [--workers 2]
+    python jobs/accuracy.py [--datasets ../shared/datasets] [--set rt_snippets ...] [--workers 2] [--seeds 3]
 
 Also submittable with `ray job submit` like the other jobs.
 """
@@ -26,12 +26,15 @@ DEFAULT_DATASETS = os.environ.get("TEXTCNN_DATASETS", Path(__file__).resolve().p
               help="Folder of <set>/train.parquet, <set>/test.parquet and REFERENCE.md.")
 @click.option("--set", "names", multiple=True, help="Only these sets (repeatable); default: every set.")
 @click.option("--workers", default=2, show_default=True, help="Ray Train workers.")
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Train each set once per seed 0..N-1; the table gives the mean and each seed's result.")
 @click.option("--workdir", default=None, help="Where the models go; default: a temporary folder.")
-def main(datasets: str, names: tuple[str, ...], workers: int, workdir: str | None) -> None:
+def main(datasets: str, names: tuple[str, ...], workers: int, seeds: int, workdir: str | None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     refs = accuracy.references(datasets)
     workdir = workdir or tempfile.mkdtemp(prefix="textcnn-accuracy-")
-    rows = [accuracy.run_set(datasets, name, refs[name], workdir, workers) for name in (names or refs)]
+    rows = [accuracy.mean_row([accuracy.run_set(datasets, name, refs[name], workdir, workers, seed)
+                               for seed in range(seeds)]) for name in (names or refs)]
     click.echo(accuracy.table(rows))
     click.echo(f"{sum(r.met for r in rows)} of {len(rows)} targets met; models in {workdir}")
 

@@ -1,12 +1,15 @@
 """The accuracy benchmark: train with the defaults on each shared labelled set, evaluate on its test
-split, and set the result beside the peers and the target of the set's REFERENCE.md."""
+split, and set the result beside the peers and the target of the set's REFERENCE.md. With several
+seeds, each set is trained once per seed (the seed moves the initial weights, the validation split,
+the shuffle and so the picked epoch count) and the table gives the mean, beside each seed's result."""
 
 from __future__ import annotations
 
 import logging
 import os
 import re
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field
 
 from textcnn.config import TrainConfig
 from textcnn.evaluation import evaluate_parquet
@@ -31,6 +34,7 @@ class Row:
     train_seconds: float
     epochs: int                  # of the selection run (early stopping)
     refit_epochs: int | None     # of the refit on every row (None: no refit)
+    runs: list[Row] = field(default_factory=list)   # one per seed when this row is their mean
 
     @property
     def met(self) -> bool:
@@ -50,24 +54,47 @@ def references(datasets: str) -> dict[str, Reference]:
     return out
 
 
-def run_set(datasets: str, name: str, reference: Reference, workdir: str, workers: int) -> Row:
+def run_set(datasets: str, name: str, reference: Reference, workdir: str, workers: int, seed: int = 0) -> Row:
     folder = os.path.join(datasets, name)
-    model = os.path.join(workdir, name)
-    result = fit(TrainConfig(train=os.path.join(folder, "train.parquet"), output=model, workers=workers,
-                             run_name=f"bench-{name}", storage_path=os.path.join(workdir, "_checkpoints", name)))
+    model = os.path.join(workdir, name if seed == 0 else f"{name}-seed{seed}")
+    result = fit(TrainConfig(train=os.path.join(folder, "train.parquet"), output=model, workers=workers, seed=seed,
+                             run_name=f"bench-{os.path.basename(model)}",
+                             storage_path=os.path.join(workdir, "_checkpoints", name)))
     report = evaluate_parquet(model, os.path.join(folder, "test.parquet"))
-    log.info("%s: test accuracy %.4f, macro-F1 %.4f (target %.3f)", name, report["accuracy"],
+    log.info("%s (seed %d): test accuracy %.4f, macro-F1 %.4f (target %.3f)", name, seed, report["accuracy"],
              report["macro_f1"], reference.target)
     return Row(name, report["accuracy"], report["macro_f1"], reference, result.seconds, len(result.history),
                result.refit["epochs"] if result.refit else None)
 
 
+def mean_row(runs: list[Row]) -> Row:
+    """One row for a set trained once per seed: mean accuracy, macro-F1 and train time, each run in
+    .runs for the table's per-seed column (one run: that run's row)."""
+    if len(runs) == 1:
+        return runs[0]
+    first = runs[0]
+    return Row(first.name, statistics.fmean(r.accuracy for r in runs), statistics.fmean(r.macro_f1 for r in runs),
+               first.reference, statistics.fmean(r.train_seconds for r in runs), first.epochs, first.refit_epochs,
+               runs)
+
+
+def _epochs(r: Row) -> str:
+    return f"{r.epochs} ({'-' if r.refit_epochs is None else r.refit_epochs})"
+
+
 def table(rows: list[Row]) -> str:
-    lines = ["| set | accuracy | macro-F1 | target | met | fastText | TF-IDF + LR | train time | epochs (refit) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    """A Markdown table; with several seeds per set, accuracy, macro-F1 and train time are means, and
+    a last column gives each seed's accuracy and epochs."""
+    seeds = any(r.runs for r in rows)
+    head = "| set | accuracy | macro-F1 | target | met | fastText | TF-IDF + LR | train time | epochs (refit) |"
+    lines = [head + (" per seed: accuracy, epochs (refit) |" if seeds else ""),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if seeds else "")]
     for r in rows:
-        refit = "-" if r.refit_epochs is None else str(r.refit_epochs)
-        lines.append(f"| {r.name} | {r.accuracy:.3f} | {r.macro_f1:.3f} | >= {r.reference.target:.3f} | "
-                     f"{'yes' if r.met else 'NO'} | {r.reference.fasttext:.3f} | {r.reference.tfidf:.3f} | "
-                     f"{r.train_seconds:.0f} s | {r.epochs} ({refit}) |")
+        digits = 4 if r.runs else 3    # a mean near the target must not round onto it
+        line = (f"| {r.name} | {r.accuracy:.{digits}f} | {r.macro_f1:.{digits}f} | >= {r.reference.target:.3f} | "
+                f"{'yes' if r.met else 'NO'} | {r.reference.fasttext:.3f} | {r.reference.tfidf:.3f} | "
+                f"{r.train_seconds:.0f} s | {'-' if r.runs else _epochs(r)} |")
+        if seeds:
+            line += " " + "; ".join(f"{x.accuracy:.3f}, {_epochs(x)}" for x in r.runs or [r]) + " |"
+        lines.append(line)
     return "\n".join(lines)

@@ -199,6 +199,9 @@ def train_cmd(train_path: str, output: str, val_path: str | None, max_length: in
 @click.option("--grace-epochs", default=1, show_default=True,
               help="Epochs every trial runs before ASHA may stop it.")
 @click.option("--cpus-per-trial", default=1.0, show_default=True)
+@click.option("--refit/--no-refit", default=_T.refit, show_default=True,
+              help="When --val is not given: train the best trial's configuration again on every row for "
+                   "its best epoch count and export that model (else its best epoch itself).")
 @click.option("--max-length", default=0, show_default=True, help="0: from the training texts.")
 @_split_option
 @click.option("--seed", default=0, show_default=True)
@@ -216,8 +219,9 @@ def tune_cmd(train_path: str, output: str, val_path: str | None, samples: int, g
     result = run_search(config, samples, cpus_per_trial, grace_epochs)
     for t in sorted(result.trials, key=lambda t: -t["best_val_metric"]):
         click.echo("trial " + json.dumps(t))
+    refit = f"; refit on all {result.refit['rows']} rows for {result.refit['epochs']} epoch(s)" if result.refit else ""
     click.echo(f"best {json.dumps(result.best)}: val accuracy {result.metrics['accuracy']:.4f}, "
-               f"macro-F1 {result.metrics['macro_f1']:.4f}; model {result.model_version} written to "
+               f"macro-F1 {result.metrics['macro_f1']:.4f}{refit}; model {result.model_version} written to "
                f"{result.output} ({result.seconds:.1f} s)")
 
 

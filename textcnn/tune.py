@@ -2,8 +2,10 @@
 
 Each trial is one process training one model (`textcnn.loop.run_epochs`, the loop Ray Train's
 workers run) on the same tokenized data, put once in the object store. ASHA stops trials whose
-validation metric trails the others' at the same epoch. The best trial's best epoch is exported as
-a model directory, like `textcnn train` writes.
+validation metric trails the others' at the same epoch. The best trial's configuration is then
+trained again on every row (train + validation) for its best epoch count, as `textcnn train`
+refits, in one more Ray task, and exported as a model directory like `textcnn train` writes; with
+refit off (or a given validation set) the best trial's best epoch itself is exported.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import ray
 import torch
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from textcnn import storage
 from textcnn.config import ModelConfig, TrainConfig
-from textcnn.loop import Loop, Objective, optimizer_and_schedule, run_epochs
+from textcnn.loop import Loop, Objective, optimizer_and_schedule, run_epochs, run_train_epochs
 from textcnn.naive_bayes import init_ngrams
 from textcnn.train import Prepared, build_model, export_state, load_checkpoint, prepare, state_dir
 
@@ -61,19 +64,39 @@ def _tune_report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
 
-def trainable(trial: dict[str, Any], setup: dict[str, Any], train: dict[str, np.ndarray],
-              val: dict[str, np.ndarray]) -> None:
-    """One trial: the same loop as a Ray Train worker, on in-memory batches."""
+def _setup(trial: dict[str, Any], setup: dict[str, Any], train: dict[str, np.ndarray]):
+    """The trial's configs, and a fresh model (n-gram branch from train's counts), optimizer and schedule."""
     config, model_config = trial_configs(trial, setup["config"], setup["model_config"])
     torch.set_num_threads(max(1, int(setup["cpus_per_trial"])))
     model = build_model(model_config, config)
     init_ngrams(model, _batches(train, 4096, None), model_config.multi_label,
                 naive_bayes=config.ngram_init == "naive_bayes")
     optimizer, scheduler = optimizer_and_schedule(model, config, -(-len(train["ids"]) // config.batch_size))
-    loop = Loop(lambda epoch: _batches(train, config.batch_size, config.seed + epoch),
-                lambda: _batches(val, 1024, None), _tune_report, setup["labels"])
-    run_epochs(model, optimizer, scheduler, Objective(model_config.multi_label, setup["class_weights"]),
-               config, loop)
+    objective = Objective(model_config.multi_label, setup["class_weights"])
+    return config, model, optimizer, scheduler, objective
+
+
+def _train_batches(data: dict[str, np.ndarray], config: TrainConfig):
+    return lambda epoch: _batches(data, config.batch_size, config.seed + epoch)
+
+
+def trainable(trial: dict[str, Any], setup: dict[str, Any], train: dict[str, np.ndarray],
+              val: dict[str, np.ndarray]) -> None:
+    """One trial: the same loop as a Ray Train worker, on in-memory batches."""
+    config, model, optimizer, scheduler, objective = _setup(trial, setup, train)
+    loop = Loop(_train_batches(train, config), lambda: _batches(val, 1024, None), _tune_report, setup["labels"])
+    run_epochs(model, optimizer, scheduler, objective, config, loop)
+
+
+def refit_trial(trial: dict[str, Any], setup: dict[str, Any], rows: dict[str, np.ndarray],
+          epochs: int) -> tuple[dict[str, torch.Tensor], list[float]]:
+    """The trial's configuration trained afresh on rows (train + validation) for epochs, with the
+    trial's recipe and schedule (as train.py's refit); returns its weights and training losses."""
+    config, model, optimizer, scheduler, objective = _setup(trial, setup, rows)
+    history = run_train_epochs(model, optimizer, scheduler, objective, config,
+                               Loop(_train_batches(rows, config), None, lambda m, s: None, setup["labels"],
+                                    saves_state=False, end_epoch=epochs))
+    return model.state_dict(), [h["train_loss"] for h in history]
 
 
 @dataclass
@@ -84,6 +107,7 @@ class TuneResult:
     metrics: dict[str, Any]           # its best epoch's validation report
     trials: list[dict[str, Any]]      # every trial: hyperparameters, epochs run, best val_metric
     seconds: float
+    refit: dict[str, Any] | None = None   # epochs, rows, train_loss of the refit on every row
 
 
 def _trial_rows(results: Any) -> list[dict[str, Any]]:
@@ -96,21 +120,34 @@ def _trial_rows(results: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _export(p: Prepared, best: Any, trial_model: ModelConfig, config: TrainConfig) -> tuple[str, dict[str, Any]]:
+def _export(p: Prepared, best: Any, setup: dict[str, Any], train: dict[str, np.ndarray],
+            val: dict[str, np.ndarray] | None) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+    """Export the best trial's best epoch; or, when val is given (refit), its configuration trained
+    afresh on train + val for as many epochs, in one Ray task of a trial's size."""
+    config, model_config = trial_configs(best.config, p.config, p.model_config)
     checkpoint, _ = max(best.best_checkpoints, key=lambda cm: cm[1]["val_metric"])
-    state = load_checkpoint(checkpoint)
-    return export_state(state, state["history"], p, config, trial_model)
+    state, done = load_checkpoint(checkpoint), None
+    if val is not None:
+        rows = {k: np.concatenate([train[k], val[k]]) for k in train}
+        epochs = state["epoch"] + 1
+        task = ray.remote(refit_trial).options(num_cpus=setup["cpus_per_trial"])
+        weights, losses = ray.get(task.remote(best.config, setup, rows, epochs))
+        state, done = {**state, "model": weights}, {"epochs": epochs, "rows": len(rows["ids"]), "train_loss": losses}
+        log.info("refit the best trial on all %d rows for %d epoch(s)", done["rows"], epochs)
+    return *export_state(state, state["history"], p, config, model_config, done), done
 
 
 def run_search(config: TrainConfig, samples: int, cpus_per_trial: float = 1.0, grace_epochs: int = 1,
                space: dict[str, Any] | None = None) -> TuneResult:
-    """Try `samples` hyperparameter draws (ASHA stops the weak ones early); export the best model."""
+    """Try `samples` hyperparameter draws (ASHA stops the weak ones early); export the best model,
+    refit on every row when config.refit and the validation rows were carved from train."""
     started = time.perf_counter()
     p = prepare(config)
     setup = {"config": p.config, "model_config": p.model_config, "labels": p.labels,
              "class_weights": p.class_weights, "cpus_per_trial": cpus_per_trial}
-    fn = tune.with_resources(tune.with_parameters(trainable, setup=setup, train=_arrays(p.train),
-                                                  val=_arrays(p.val)), {"cpu": cpus_per_trial})
+    train, val = _arrays(p.train), _arrays(p.val)
+    fn = tune.with_resources(tune.with_parameters(trainable, setup=setup, train=train, val=val),
+                             {"cpu": cpus_per_trial})
     scheduler = ASHAScheduler(max_t=p.config.epochs, grace_period=grace_epochs, reduction_factor=2)
     fs, path = storage.resolve(config.storage_path or storage.join(storage.dirname(config.output), "_tune"))
     keep_best = tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_metric",
@@ -123,7 +160,6 @@ def run_search(config: TrainConfig, samples: int, cpus_per_trial: float = 1.0, g
                                   storage_filesystem=fs, checkpoint_config=keep_best))
     results = tuner.fit()
     best = results.get_best_result(metric="val_metric", mode="max", scope="all")
-    trial_config, trial_model = trial_configs(best.config, p.config, p.model_config)
-    version, metrics = _export(p, best, trial_model, trial_config)
+    version, metrics, done = _export(p, best, setup, train, val if p.config.refit and p.config.val is None else None)
     return TuneResult(config.output, version, {k: best.config[k] for k in SPACE}, metrics,
-                      _trial_rows(results), time.perf_counter() - started)
+                      _trial_rows(results), time.perf_counter() - started, done)

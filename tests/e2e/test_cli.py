@@ -95,7 +95,8 @@ def test_train_killed_and_resumed_then_score_and_eval(tmp_path):
 
 
 def test_tune_runs_two_trials_and_exports_the_best(tmp_path):
-    """Ray Tune over the training loop: two short trials under ASHA, the best one exported."""
+    """Ray Tune over the training loop: two short trials under ASHA, the best one refit on every row
+    and exported."""
     model, data = tmp_path / "tuned", tmp_path / "train.parquet"
     pq.write_table(pq.read_table(SAMPLE_TRAIN).slice(0, 2000), data)            # short trials
     out = run([sys.executable, "jobs/tune.py", "--train", str(data), "--output", str(model),
@@ -108,7 +109,10 @@ def test_tune_runs_two_trials_and_exports_the_best(tmp_path):
     metrics = json.loads((model / "metrics.json").read_text())
     assert metrics["validation"]["accuracy"] == pytest.approx(best["best_val_metric"])
     assert metrics["validation"]["rows"] == 500 and saved["train"]["val_fraction"] == 0.25   # of 2,000 rows
-    assert "written to" in out
+    # the best configuration trained again on all 2,000 rows for its best epoch count, then exported
+    assert metrics["refit"]["rows"] == 2000 and metrics["refit"]["epochs"] == metrics["validation"]["epoch"] + 1
+    assert len(metrics["refit"]["train_loss"]) == metrics["refit"]["epochs"]
+    assert "refit on all 2000 rows for 1 epoch(s)" in out and "written to" in out
 
 
 def test_missing_column_is_one_line_naming_the_file(tmp_path):

@@ -1,7 +1,7 @@
 import pytest
 
 from tests.conftest import DATASETS
-from textcnn.accuracy import Reference, Row, references, table
+from textcnn.accuracy import Reference, Row, mean_row, references, table
 
 pytestmark = pytest.mark.unit
 
@@ -12,6 +12,20 @@ def test_the_table_marks_met_targets_and_shows_both_epoch_counts():
     lines = text.splitlines()
     assert lines[2] == "| a | 0.801 | 0.790 | >= 0.800 | yes | 0.767 | 0.795 | 90 s | 5 (3) |"
     assert lines[3] == "| b | 0.790 | 0.780 | >= 0.800 | NO | 0.767 | 0.795 | 12 s | 6 (-) |"
+
+
+def test_seeds_give_their_mean_judged_against_the_target_and_each_seed_in_the_last_column():
+    ref = Reference(fasttext=0.847, tfidf=0.865, target=0.87)
+    seeds = mean_row([Row("t", 0.858, 0.85, ref, 80.0, 5, 2), Row("t", 0.878, 0.88, ref, 100.0, 6, 4),
+                      Row("t", 0.873, 0.86, ref, 90.0, 6, 5)])
+    assert seeds.accuracy == pytest.approx(0.8697, abs=1e-4) and not seeds.met      # 0.86967 < 0.87
+    one = mean_row([Row("s", 0.99, 0.97, ref, 10.0, 3, 1)])
+    assert one.runs == [] and one.accuracy == 0.99
+    lines = table([seeds, one]).splitlines()
+    assert lines[0].endswith("| epochs (refit) | per seed: accuracy, epochs (refit) |")
+    assert lines[2] == ("| t | 0.8697 | 0.8633 | >= 0.870 | NO | 0.847 | 0.865 | 90 s | - | "
+                        "0.858, 5 (2); 0.878, 6 (4); 0.873, 6 (5) |")
+    assert lines[3] == "| s | 0.990 | 0.970 | >= 0.870 | yes | 0.847 | 0.865 | 10 s | 3 (1) | 0.990, 3 (1) |"
 
 
 def test_references_reads_every_set_of_the_shared_table():
