@@ -21,6 +21,7 @@ import ray
 import torch
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from textcnn import storage
 from textcnn.config import ModelConfig, TrainConfig
@@ -154,7 +155,9 @@ def run_search(config: TrainConfig, samples: int, cpus_per_trial: float = 1.0, g
                                       checkpoint_score_order="max")
     tuner = tune.Tuner(
         fn, param_space=space or SPACE,
+        # drawn from config.seed: the same --seed draws the same configurations
         tune_config=tune.TuneConfig(metric="val_metric", mode="max", num_samples=samples, scheduler=scheduler,
+                                    search_alg=BasicVariantGenerator(random_state=config.seed),
                                     trial_dirname_creator=lambda t: t.trial_id),
         run_config=tune.RunConfig(name=config.run_name or f"tune-{int(time.time())}", storage_path=path,
                                   storage_filesystem=fs, checkpoint_config=keep_best))
