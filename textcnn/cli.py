@@ -188,7 +188,8 @@ def train_cmd(train_path: str, output: str, val_path: str | None, max_length: in
 
 @click.command("tune")
 @click.option("--train", "train_path", required=True, help="Training Parquet file or folder.")
-@click.option("--output", required=True, help="Model directory for the best trial's best epoch.")
+@click.option("--output", required=True,
+              help="Model directory for the best trial (refit on every row unless --no-refit).")
 @click.option("--val", "val_path", default=None, help="Validation Parquet; default: --val-fraction of --train.")
 @click.option("--val-fraction", default=_T.val_fraction, show_default=True,
               help="Share of --train held out for validation when --val is not given.")

@@ -90,7 +90,7 @@ def trainable(trial: dict[str, Any], setup: dict[str, Any], train: dict[str, np.
 
 
 def refit_trial(trial: dict[str, Any], setup: dict[str, Any], rows: dict[str, np.ndarray],
-          epochs: int) -> tuple[dict[str, torch.Tensor], list[float]]:
+                epochs: int) -> tuple[dict[str, torch.Tensor], list[float]]:
     """The trial's configuration trained afresh on rows (train + validation) for epochs, with the
     trial's recipe and schedule (as train.py's refit); returns its weights and training losses."""
     config, model, optimizer, scheduler, objective = _setup(trial, setup, rows)
