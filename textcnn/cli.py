@@ -109,12 +109,22 @@ _split_option = click.option(
          "whitespace runs as one token; auto: chars when most of the text is CJK.")
 
 
+def _val_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--val and --val-fraction, the same for train and tune."""
+    fn = click.option("--val-fraction", default=_T.val_fraction, show_default=True,
+                      help="Share of --train held out for validation when --val is not given.")(command)
+    return click.option("--val", "val_path", default=None,
+                        help="Validation Parquet; default: --val-fraction of --train.")(fn)
+
+
+def _refit_text(refit: dict[str, Any] | None) -> str:
+    return f"; refit on all {refit['rows']} rows for {refit['epochs']} epoch(s)" if refit else ""
+
+
 @click.command("train")
 @click.option("--train", "train_path", required=True, help="Training Parquet file or folder.")
 @click.option("--output", required=True, help="Model directory to write.")
-@click.option("--val", "val_path", default=None, help="Validation Parquet; default: --val-fraction of --train.")
-@click.option("--val-fraction", default=_T.val_fraction, show_default=True,
-              help="Share of --train held out for validation when --val is not given.")
+@_val_options
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True,
               help="Class names; a list column (list<string>) trains a multi-label model.")
@@ -180,19 +190,16 @@ def train_cmd(train_path: str, output: str, val_path: str | None, max_length: in
                          tokenizer=TokenizerConfig(max_length=max_length, split=split))
     result = fit(config)
     m = result.metrics
-    refit = f"; refit on all {result.refit['rows']} rows for {result.refit['epochs']} epoch(s)" if result.refit else ""
     click.echo(f"model {result.model_version} written to {result.output}: best epoch {m['epoch']} of "
                f"{len(result.history)}, val accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
-               f"micro-F1 {m['micro_f1']:.4f}{refit}, {result.seconds:.1f} s")
+               f"micro-F1 {m['micro_f1']:.4f}{_refit_text(result.refit)}, {result.seconds:.1f} s")
 
 
 @click.command("tune")
 @click.option("--train", "train_path", required=True, help="Training Parquet file or folder.")
 @click.option("--output", required=True,
               help="Model directory for the best trial (refit on every row unless --no-refit).")
-@click.option("--val", "val_path", default=None, help="Validation Parquet; default: --val-fraction of --train.")
-@click.option("--val-fraction", default=_T.val_fraction, show_default=True,
-              help="Share of --train held out for validation when --val is not given.")
+@_val_options
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
 @click.option("--samples", default=8, show_default=True, help="Hyperparameter draws (trials).")
@@ -220,10 +227,9 @@ def tune_cmd(train_path: str, output: str, val_path: str | None, samples: int, g
     result = run_search(config, samples, cpus_per_trial, grace_epochs)
     for t in sorted(result.trials, key=lambda t: -t["best_val_metric"]):
         click.echo("trial " + json.dumps(t))
-    refit = f"; refit on all {result.refit['rows']} rows for {result.refit['epochs']} epoch(s)" if result.refit else ""
     click.echo(f"best {json.dumps(result.best)}: val accuracy {result.metrics['accuracy']:.4f}, "
-               f"macro-F1 {result.metrics['macro_f1']:.4f}{refit}; model {result.model_version} written to "
-               f"{result.output} ({result.seconds:.1f} s)")
+               f"macro-F1 {result.metrics['macro_f1']:.4f}{_refit_text(result.refit)}; "
+               f"model {result.model_version} written to {result.output} ({result.seconds:.1f} s)")
 
 
 def _today() -> str:

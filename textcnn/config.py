@@ -148,6 +148,12 @@ class TrainConfig:
         _check(self.max_failures >= -1, "max_failures", f"must be >= -1 (-1: forever), got {self.max_failures}")
         _check(self.placement in PLACEMENTS, "placement", f"must be one of {PLACEMENTS}, got {self.placement!r}")
 
+    @property
+    def refits(self) -> bool:
+        """Whether the picked epoch count is trained again on every row: refit asked for, and the
+        validation rows carved from train (a given validation set is never trained on)."""
+        return self.refit and self.val is None
+
 
 DATE_RE = r"\d{4}-\d{2}-\d{2}"
 RUN_ID_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"

@@ -268,7 +268,7 @@ def fit(config: TrainConfig) -> FitResult:
     about a point of test accuracy on the shared sets)."""
     started = time.perf_counter()
     p = prepare(config)
-    refit_rows = p.train_rows + p.val.count() if p.config.refit and p.config.val is None else 0
+    refit_rows = p.train_rows + p.val.count() if p.config.refits else 0
     name = run_name(p.config)
     resume.check_or_record(storage.join(_storage_uri(p.config), name),
                            resume.fingerprint(p.tokenizer, p.labels, p.model_config))

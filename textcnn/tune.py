@@ -141,7 +141,7 @@ def _export(p: Prepared, best: Any, setup: dict[str, Any], train: dict[str, np.n
 def run_search(config: TrainConfig, samples: int, cpus_per_trial: float = 1.0, grace_epochs: int = 1,
                space: dict[str, Any] | None = None) -> TuneResult:
     """Try `samples` hyperparameter draws (ASHA stops the weak ones early); export the best model,
-    refit on every row when config.refit and the validation rows were carved from train."""
+    refit on every row when config.refits."""
     started = time.perf_counter()
     p = prepare(config)
     setup = {"config": p.config, "model_config": p.model_config, "labels": p.labels,
@@ -163,6 +163,6 @@ def run_search(config: TrainConfig, samples: int, cpus_per_trial: float = 1.0, g
                                   storage_filesystem=fs, checkpoint_config=keep_best))
     results = tuner.fit()
     best = results.get_best_result(metric="val_metric", mode="max", scope="all")
-    version, metrics, done = _export(p, best, setup, train, val if p.config.refit and p.config.val is None else None)
+    version, metrics, done = _export(p, best, setup, train, val if p.config.refits else None)
     return TuneResult(config.output, version, {k: best.config[k] for k in SPACE}, metrics,
                       _trial_rows(results), time.perf_counter() - started, done)
