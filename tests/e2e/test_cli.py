@@ -12,7 +12,6 @@ import torch
 
 from tests.procs import Jobs, train_killed_then_resumed
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN
-from textcnn.runs import read_run
 
 pytestmark = pytest.mark.e2e
 
@@ -49,13 +48,14 @@ def test_cli_help(command):
     assert result.exit_code == 0 and "Usage:" in result.output and "--help" in result.output
 
 
-def test_train_killed_and_resumed_then_score_and_eval(tmp_path):
+def test_train_killed_and_resumed_then_eval(tmp_path):
     """Training SIGKILLed during its refit phase on every row resumes from local checkpoints: started
     again with the same run name, the finished selection phase is not trained again and the refit
-    continues from its own last checkpoint; then score and eval. (A selection run resumed after
-    `ray job stop`, from S3: test_submit.py; after losing a node: test_two_nodes.py.)"""
-    model, scores, report = tmp_path / "model", tmp_path / "scores", tmp_path / "eval.json"
-    checkpoints, data = tmp_path / "checkpoints", tmp_path / "train.parquet"
+    continues from its own last checkpoint; then eval. (A selection run resumed after `ray job stop`,
+    from S3: test_submit.py; after losing a node: test_two_nodes.py. jobs/score.py as a process:
+    test_nightly_kill.py.)"""
+    model, report, data = tmp_path / "model", tmp_path / "eval.json", tmp_path / "train.parquet"
+    checkpoints = tmp_path / "checkpoints"
     pq.write_table(pq.read_table(SAMPLE_TRAIN).slice(0, 3000), data)            # short epochs
     # a low rate keeps validation accuracy rising, so the picked epoch (and the refit) is not the first
     args = ["--train", str(data), "--output", str(model), "--workers", "1", "--epochs", "3",
@@ -78,11 +78,6 @@ def test_train_killed_and_resumed_then_score_and_eval(tmp_path):
     assert refit["epochs"] == metrics["validation"]["epoch"] + 1
     assert in_refit + 1 <= refit["attempt_start_epoch"] < refit["epochs"]
     assert (model / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    out = run(TEXTCNN + ["score", "--model", str(model), "--input", SAMPLE_TEST, "--output", str(scores),
-                         "--actors", "2", "--batch-size", "256", "--date", "2026-11-28"]).stdout
-    assert "run_date=2026-11-28: 1,275 scored + 0 dead-lettered of 1,275 rows" in out
-    assert sorted(read_run(str(scores / "run_date=2026-11-28")).column("id").to_pylist()) == \
-        sorted(pq.read_table(SAMPLE_TEST).column("id").to_pylist())
     printed = json.loads(run(TEXTCNN + ["eval", "--model", str(model), "--data", SAMPLE_TEST,
                                         "--output", str(report)]).stdout)
     assert printed == json.loads(report.read_text())

@@ -51,13 +51,23 @@ def ray_head(s3):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+def _submit(cmd, env, timeout):
+    """Run `ray job submit`; a head just started may not have its job agent yet: retry that for 60 s."""
+    deadline = time.monotonic() + 60
+    while True:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        if "No available agent to submit job" not in proc.stderr or time.monotonic() > deadline:
+            return proc
+        time.sleep(1)
+
+
 def submit(address, env, job_id, *args, wait=True):
     cmd = [f"{BIN}/ray", "job", "submit", "--address", address, "--submission-id", job_id,
            *([] if wait else ["--no-wait"]), "--working-dir", ".", "--", "python", *args]
+    proc = _submit(cmd, env, timeout=600 if wait else 120)
     if not wait:
-        subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-3000:]
         return None
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     status = subprocess.run([f"{BIN}/ray", "job", "status", "--address", address, job_id], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=60)
     assert f"Job '{job_id}' succeeded" in status.stdout, \
@@ -67,7 +77,8 @@ def submit(address, env, job_id, *args, wait=True):
 
 def test_submit_train_stop_resubmit_then_score_jobs_over_s3(ray_head, s3, tmp_path):
     """A training job stopped mid-way (`ray job stop`) and submitted again with the same run name
-    continues from its last checkpoint on S3; then a scoring job reads and writes S3."""
+    continues from its last checkpoint on S3; then a scoring job reads and writes S3, as the
+    README's nightly cron line submits it."""
     address, env = ray_head
     bucket = s3.bucket("textcnn-jobs")
     pq.write_table(pq.read_table(SAMPLE_TRAIN).slice(0, 3000), tmp_path / "train.parquet")   # short epochs

@@ -60,7 +60,7 @@ def test_multi_label_with_frozen_pretrained_vectors(tmp_path):
     out = str(tmp_path / "model")
 
     result = fit(TrainConfig(train=str(tmp_path / "train.parquet"), output=out, label_column="labels",
-                             workers=2, epochs=3, embeddings=str(tmp_path / "vectors.txt"),
+                             workers=2, epochs=2, embeddings=str(tmp_path / "vectors.txt"),
                              freeze_embeddings=True, refit=False, model=ModelConfig(num_filters=128)))
 
     loaded = artifacts.load(out)
