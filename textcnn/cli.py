@@ -117,6 +117,13 @@ def _val_options(command: Callable[..., Any]) -> Callable[..., Any]:
                         help="Validation Parquet; default: --val-fraction of --train.")(fn)
 
 
+_refit_option = click.option(
+    "--refit/--no-refit", default=_T.refit, show_default=True,
+    help="When --val is not given: once the epoch count is picked on the rows held out (tune: the best "
+         "trial's), train again on every row for that many epochs and export that model; --no-refit "
+         "exports the best epoch itself.")
+
+
 def _refit_text(refit: dict[str, Any] | None) -> str:
     return f"; refit on all {refit['rows']} rows for {refit['epochs']} epoch(s)" if refit else ""
 
@@ -144,9 +151,7 @@ def _refit_text(refit: dict[str, Any] | None) -> str:
 @click.option("--clip-norm", default=_T.clip_norm, show_default=True, help="Gradient norm clipping (0: off).")
 @click.option("--token-dropout", default=_T.token_dropout, show_default=True,
               help="Share of each training row's tokens replaced by <unk> at every step.")
-@click.option("--refit/--no-refit", default=_T.refit, show_default=True,
-              help="When --val is not given: once early stopping has picked the epoch count on the rows "
-                   "held out, train again on every row for that many epochs and export that model.")
+@_refit_option
 @click.option("--class-weights", default=_T.class_weights, show_default=True,
               type=click.Choice(CLASS_WEIGHTS), help="balanced: weigh classes inversely to their frequency.")
 @click.option("--precision", default=_T.precision, show_default=True, type=click.Choice(PRECISIONS),
@@ -207,9 +212,7 @@ def train_cmd(train_path: str, output: str, val_path: str | None, max_length: in
 @click.option("--grace-epochs", default=1, show_default=True,
               help="Epochs every trial runs before ASHA may stop it.")
 @click.option("--cpus-per-trial", default=1.0, show_default=True)
-@click.option("--refit/--no-refit", default=_T.refit, show_default=True,
-              help="When --val is not given: train the best trial's configuration again on every row for "
-                   "its best epoch count and export that model (else its best epoch itself).")
+@_refit_option
 @click.option("--max-length", default=0, show_default=True, help="0: from the training texts.")
 @_split_option
 @click.option("--seed", default=0, show_default=True)
