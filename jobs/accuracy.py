@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted wo
 import click  # noqa: E402
 
 from textcnn import accuracy  # noqa: E402
+from textcnn.cli import run_process  # noqa: E402
 
 DEFAULT_DATASETS = os.environ.get("TEXTCNN_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets")
 
@@ -40,4 +41,4 @@ def main(datasets: str, names: tuple[str, ...], workers: int, seeds: int, workdi
 
 
 if __name__ == "__main__":
-    main()
+    run_process(main)

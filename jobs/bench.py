@@ -15,9 +15,11 @@ import os
 import sys
 from pathlib import Path
 
-import click
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted working dir's textcnn
+
+import click  # noqa: E402
+
+from textcnn.cli import run_process  # noqa: E402
 
 
 @click.command()
@@ -119,4 +121,4 @@ def _report(runs, bare, tokens, quantized, threads, actors, cpus_per_actor) -> l
 
 
 if __name__ == "__main__":
-    main()
+    run_process(main)

@@ -12,9 +12,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import click
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import click  # noqa: E402
+
+from textcnn.cli import run_process  # noqa: E402
 
 
 def _emit(record: dict, sink: list) -> None:
@@ -52,4 +54,4 @@ def main(epochs: int, rows: int, out: str | None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_process(main)

@@ -11,6 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import click  # noqa: E402
 
+from textcnn.cli import run_process  # noqa: E402
+
 
 @click.command()
 @click.option("--workdir", default="runs/demo", show_default=True, help="Where outputs go.")
@@ -36,4 +38,4 @@ outputs:
 
 
 if __name__ == "__main__":
-    main()
+    run_process(main)

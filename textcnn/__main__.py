@@ -1,3 +1,3 @@
-from textcnn.cli import main
+from textcnn.cli import entry
 
-main()
+entry()

@@ -52,7 +52,7 @@ def test_train_killed_and_resumed_then_eval(tmp_path):
     """Training SIGKILLed during its refit phase on every row resumes from local checkpoints: started
     again with the same run name, the finished selection phase is not trained again and the refit
     continues from its own last checkpoint; then eval. (A selection run resumed after `ray job stop`,
-    from S3: test_submit.py; after losing a node: test_two_nodes.py. jobs/score.py as a process:
+    from S3, and after losing a node: test_cluster.py. jobs/score.py as a process:
     test_nightly_kill.py.)"""
     model, report, data = tmp_path / "model", tmp_path / "eval.json", tmp_path / "train.parquet"
     checkpoints = tmp_path / "checkpoints"

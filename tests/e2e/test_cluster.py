@@ -1,8 +1,12 @@
-"""Two Ray nodes on one machine: a head and a worker node, each in its own process group.
+"""A Ray cluster on one machine, as `ray start` makes one: a head (its own process group), to which
+jobs are submitted with `ray job submit`, and worker nodes added and killed.
 
-Training spreads its 2 workers over both nodes (STRICT_SPREAD), scoring spreads its actors; then the
-worker node is killed mid-scoring (the run still completes with exact counts) and mid-training
-(training waits, and resumes from its last checkpoint once the node is back).
+- Training spreads its 2 workers over two nodes (STRICT_SPREAD), scoring spreads its actors; the
+  worker node is killed mid-scoring (the run still completes with exact counts) and mid-training
+  (training waits, and resumes from its last checkpoint once the node is back).
+- Last (the two-node tests count the cluster's Scorer actors): a training job stopped with `ray job
+  stop` and submitted again resumes from its checkpoints on S3; then a scoring job reads and writes
+  S3, as the README's nightly cron line submits it.
 """
 
 import json
@@ -20,7 +24,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import free_port, wait_for_port
-from tests.procs import stop_group
+from tests.procs import check_resumed, registered_epoch, stop_group
+from textcnn import storage
 from textcnn.bench import untrained_model
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN, make_corpus
 from textcnn.runs import read_run
@@ -34,32 +39,36 @@ FAST_HEALTH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_t
                "RAY_health_check_initial_delay_ms": "1000"}
 
 
-def _env():
+def cluster_env(extra: dict[str, str]) -> dict[str, str]:
+    """This environment with extra, without RAY_ADDRESS: the nodes run this virtual environment's
+    `python`, and CLI clients need the auth mode."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(FAST_HEALTH, PATH=f"{BIN}:{env.get('PATH', '')}", RAY_AUTH_MODE="token")
+    env.update(FAST_HEALTH, **extra, PATH=f"{BIN}:{env.get('PATH', '')}", RAY_AUTH_MODE="token")
     return env
 
 
-def _start(args, log):
-    return subprocess.Popen([f"{BIN}/ray", "start", "--block", "--disable-usage-stats", *args], env=_env(),
+def _start(args, log, env):
+    return subprocess.Popen([f"{BIN}/ray", "start", "--block", "--disable-usage-stats", *args], env=env,
                             start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
 
 
 class Cluster:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, env: dict[str, str]):
         self.tmp, self.gcs, self.dashboard, self.workers = tmp, free_port(), free_port(), []
+        self.env = env                    # the nodes' own settings (AWS: as an instance role gives them)
+        self.url = f"http://127.0.0.1:{self.dashboard}"
         self.address = f"127.0.0.1:{self.gcs}"
         self.log = open(tmp / "cluster.log", "ab")
         self.ray_tmp = tempfile.mkdtemp(prefix="tc-ray-")   # short: Ray's socket paths max 107 bytes
         self.head = _start(["--head", "--node-ip-address", "127.0.0.1", "--port", str(self.gcs),
                             "--num-cpus", "4", "--dashboard-host", "127.0.0.1",
                             "--dashboard-port", str(self.dashboard),
-                            "--temp-dir", self.ray_tmp], self.log)
+                            "--temp-dir", self.ray_tmp], self.log, env)
         wait_for_port(self.dashboard, self.head, "ray head's dashboard", timeout=120)
 
     def add_worker(self):
         proc = _start(["--address", self.address, "--node-ip-address", "127.0.0.1", "--num-cpus", "2"],
-                      self.log)
+                      self.log, self.env)
         self.workers.append(proc)
         self.wait_nodes(2)
         return proc
@@ -89,7 +98,7 @@ class Cluster:
         raise AssertionError(f"cluster did not reach {n} alive nodes")
 
     def job(self, script, *args, log_name):
-        env = {**_env(), "RAY_ADDRESS": self.address}
+        env = {**self.env, "RAY_ADDRESS": self.address}
         out = open(self.tmp / log_name, "wb")
         return subprocess.Popen([sys.executable, script, *args], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True), self.tmp / log_name
@@ -103,10 +112,10 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """One head for both tests (each adds its own worker node and kills it): a head takes ~10 s to
-    start and stop."""
-    c = Cluster(tmp_path_factory.mktemp("cluster"))
+def cluster(tmp_path_factory, s3):
+    """One head (4 CPUs) for every test here, with the S3 endpoint's settings in its environment: a
+    head takes ~15 s to start and stop on 2 cores."""
+    c = Cluster(tmp_path_factory.mktemp("cluster"), cluster_env(s3.env))
     try:
         yield c
     finally:
@@ -170,10 +179,71 @@ def test_training_resumes_from_its_checkpoint_when_the_node_returns(cluster, tmp
     stop_group(worker)                                                       # mid-training
     time.sleep(8)
     assert train.poll() is None                  # STRICT_SPREAD: training waits for a second node
-    cluster.add_worker()
+    back = cluster.add_worker()
     text = _wait(train, log, 900)
+    stop_group(back, signal.SIGTERM)             # the head alone again, for the submit test
     assert "written to" in text
     history = json.loads((model / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [0, 1, 2, 3]
     assert history[0]["attempt_start_epoch"] == 0
     assert history[-1]["attempt_start_epoch"] > 0       # the last epochs ran in a resumed attempt
+
+
+def _submit(cmd, env, timeout):
+    """Run `ray job submit`; a head just started may not have its job agent yet: retry that for 60 s."""
+    deadline = time.monotonic() + 60
+    while True:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        if "No available agent to submit job" not in proc.stderr or time.monotonic() > deadline:
+            return proc
+        time.sleep(1)
+
+
+def submit(address, env, job_id, *args, wait=True):
+    cmd = [f"{BIN}/ray", "job", "submit", "--address", address, "--submission-id", job_id,
+           *([] if wait else ["--no-wait"]), "--working-dir", ".", "--", "python", *args]
+    proc = _submit(cmd, env, timeout=600 if wait else 120)
+    if not wait:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return None
+    status = subprocess.run([f"{BIN}/ray", "job", "status", "--address", address, job_id], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert f"Job '{job_id}' succeeded" in status.stdout, \
+        f"{status.stdout}\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def test_submit_train_stop_resubmit_then_score_jobs_over_s3(cluster, s3, tmp_path):
+    """A training job stopped mid-way (`ray job stop`) and submitted again with the same run name
+    continues from its last checkpoint on S3; then a scoring job reads and writes S3, as the
+    README's nightly cron line submits it."""
+    address, env = cluster.url, cluster.env
+    bucket = s3.bucket("textcnn-jobs")
+    pq.write_table(pq.read_table(SAMPLE_TRAIN).slice(0, 3000), tmp_path / "train.parquet")   # short epochs
+    s3.upload(str(tmp_path / "train.parquet"), f"{bucket}/data/train.parquet")
+    s3.upload(SAMPLE_TEST, f"{bucket}/corpus/part-0.parquet")
+    model, epochs = f"{bucket}/models/rt", 4
+    args = ["jobs/train.py", "--train", f"{bucket}/data/train.parquet", "--output", model, "--workers", "2",
+            "--epochs", str(epochs), "--patience", "0", "--filters", "32", "--embed-dim", "32",
+            "--max-length", "32", "--ngram-buckets", "65536", "--storage-path", f"{bucket}/checkpoints",
+            "--run-name", "rt", "--no-refit"]
+    submit(address, env, "train-1", *args, wait=False)
+    deadline = time.time() + 300
+    while registered_epoch(f"{bucket}/checkpoints/rt") < 1 and time.time() < deadline:
+        time.sleep(0.2)
+    subprocess.run([f"{BIN}/ray", "job", "stop", "--address", address, "train-1"], cwd=ROOT, env=env,
+                   check=True, capture_output=True, timeout=120)
+    registered = registered_epoch(f"{bucket}/checkpoints/rt")
+    assert not storage.exists(f"{model}/config.json")            # stopped before it finished
+    log = submit(address, env, "train-2", *args)
+    assert "written to s3://textcnn-jobs/models/rt" in log
+    check_resumed(model, registered, epochs)
+    saved = storage.read_text(f"{model}/config.json")
+    assert s3.key not in saved and s3.secret not in saved      # the filesystem's keys are not saved
+    log = submit(address, env, "score-1", "jobs/score.py", "--model", model, "--input", f"{bucket}/corpus",
+                 "--output", f"{bucket}/scores", "--actors", "2", "--date", "2026-11-29")
+    assert "1,275 scored + 0 dead-lettered of 1,275 rows" in log
+    scores = read_run(f"{bucket}/scores/run_date=2026-11-29")
+    assert sorted(scores.column("id").to_pylist()) == sorted(pq.read_table(SAMPLE_TEST).column("id").to_pylist())
+    for secret in (s3.secret, s3.key):
+        assert secret not in log
