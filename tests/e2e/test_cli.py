@@ -139,25 +139,3 @@ def test_export_and_explain(tiny_model_dir, tmp_path):
                           str(tmp_path / "s"), "--run-id", "x", "--precision", "int8"], check=False)
     assert proc.returncode == 1 and "precision int8: needs the PyTorch model directory" in proc.stderr
     assert "Traceback" not in proc.stderr
-
-
-def test_a_process_entry_freezes_the_heap_however_the_command_ends():
-    """run_process (the console script, python -m textcnn, jobs/*.py) freezes the heap before the
-    interpreter exits: its last collection had taken 1-2 s of every process here."""
-    import gc
-
-    import click
-
-    from textcnn.cli import run_process
-
-    @click.command()
-    def fails():
-        raise SystemExit(3)
-
-    gc.unfreeze()
-    try:
-        with pytest.raises(SystemExit):
-            run_process(fails, args=[])
-        assert gc.get_freeze_count() > 0
-    finally:
-        gc.unfreeze()

@@ -77,7 +77,7 @@ class Cluster:
         """Ray's State API (nodes, actors) over the dashboard's HTTP, with the cluster's token: a
         request takes milliseconds where a Python client process takes seconds."""
         token = (Path.home() / ".ray" / "auth_token").read_text().strip()
-        request = urllib.request.Request(f"http://127.0.0.1:{self.dashboard}/api/v0/{kind}?limit=1000&detail=1",
+        request = urllib.request.Request(f"{self.url}/api/v0/{kind}?limit=1000&detail=1",
                                          headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.load(response)["data"]["result"]["result"]
@@ -199,15 +199,15 @@ def _submit(cmd, env, timeout):
         time.sleep(1)
 
 
-def submit(address, env, job_id, *args, wait=True):
-    cmd = [f"{BIN}/ray", "job", "submit", "--address", address, "--submission-id", job_id,
+def submit(cluster, job_id, *args, wait=True):
+    cmd = [f"{BIN}/ray", "job", "submit", "--address", cluster.url, "--submission-id", job_id,
            *([] if wait else ["--no-wait"]), "--working-dir", ".", "--", "python", *args]
-    proc = _submit(cmd, env, timeout=600 if wait else 120)
+    proc = _submit(cmd, cluster.env, timeout=600 if wait else 120)
     if not wait:
         assert proc.returncode == 0, proc.stderr[-3000:]
         return None
-    status = subprocess.run([f"{BIN}/ray", "job", "status", "--address", address, job_id], cwd=ROOT,
-                            env=env, capture_output=True, text=True, timeout=60)
+    status = subprocess.run([f"{BIN}/ray", "job", "status", "--address", cluster.url, job_id], cwd=ROOT,
+                            env=cluster.env, capture_output=True, text=True, timeout=60)
     assert f"Job '{job_id}' succeeded" in status.stdout, \
         f"{status.stdout}\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout
@@ -217,7 +217,6 @@ def test_submit_train_stop_resubmit_then_score_jobs_over_s3(cluster, s3, tmp_pat
     """A training job stopped mid-way (`ray job stop`) and submitted again with the same run name
     continues from its last checkpoint on S3; then a scoring job reads and writes S3, as the
     README's nightly cron line submits it."""
-    address, env = cluster.url, cluster.env
     bucket = s3.bucket("textcnn-jobs")
     pq.write_table(pq.read_table(SAMPLE_TRAIN).slice(0, 3000), tmp_path / "train.parquet")   # short epochs
     s3.upload(str(tmp_path / "train.parquet"), f"{bucket}/data/train.parquet")
@@ -227,20 +226,20 @@ def test_submit_train_stop_resubmit_then_score_jobs_over_s3(cluster, s3, tmp_pat
             "--epochs", str(epochs), "--patience", "0", "--filters", "32", "--embed-dim", "32",
             "--max-length", "32", "--ngram-buckets", "65536", "--storage-path", f"{bucket}/checkpoints",
             "--run-name", "rt", "--no-refit"]
-    submit(address, env, "train-1", *args, wait=False)
+    submit(cluster, "train-1", *args, wait=False)
     deadline = time.time() + 300
     while registered_epoch(f"{bucket}/checkpoints/rt") < 1 and time.time() < deadline:
         time.sleep(0.2)
-    subprocess.run([f"{BIN}/ray", "job", "stop", "--address", address, "train-1"], cwd=ROOT, env=env,
+    subprocess.run([f"{BIN}/ray", "job", "stop", "--address", cluster.url, "train-1"], cwd=ROOT, env=cluster.env,
                    check=True, capture_output=True, timeout=120)
     registered = registered_epoch(f"{bucket}/checkpoints/rt")
     assert not storage.exists(f"{model}/config.json")            # stopped before it finished
-    log = submit(address, env, "train-2", *args)
+    log = submit(cluster, "train-2", *args)
     assert "written to s3://textcnn-jobs/models/rt" in log
     check_resumed(model, registered, epochs)
     saved = storage.read_text(f"{model}/config.json")
     assert s3.key not in saved and s3.secret not in saved      # the filesystem's keys are not saved
-    log = submit(address, env, "score-1", "jobs/score.py", "--model", model, "--input", f"{bucket}/corpus",
+    log = submit(cluster, "score-1", "jobs/score.py", "--model", model, "--input", f"{bucket}/corpus",
                  "--output", f"{bucket}/scores", "--actors", "2", "--date", "2026-11-29")
     assert "1,275 scored + 0 dead-lettered of 1,275 rows" in log
     scores = read_run(f"{bucket}/scores/run_date=2026-11-29")
