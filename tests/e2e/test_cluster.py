@@ -1,12 +1,12 @@
 """A Ray cluster on one machine, as `ray start` makes one: a head (its own process group), to which
 jobs are submitted with `ray job submit`, and worker nodes added and killed.
 
-- Training spreads its 2 workers over two nodes (STRICT_SPREAD), scoring spreads its actors; the
-  worker node is killed mid-scoring (the run still completes with exact counts) and mid-training
-  (training waits, and resumes from its last checkpoint once the node is back).
-- Last (the two-node tests count the cluster's Scorer actors): a training job stopped with `ray job
-  stop` and submitted again resumes from its checkpoints on S3; then a scoring job reads and writes
-  S3, as the README's nightly cron line submits it.
+- Scoring, submitted as the README's nightly cron line submits it and reading and writing S3,
+  spreads its actors over two nodes; the worker node is killed mid-run, and the run still completes
+  with exact counts.
+- Training spreads its 2 workers over two nodes (STRICT_SPREAD); the worker node is killed
+  mid-training: training waits, and resumes from its last checkpoint once the node is back.
+- A training job stopped with `ray job stop` and submitted again resumes from its checkpoints on S3.
 """
 
 import json
@@ -20,6 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
@@ -29,6 +30,8 @@ from textcnn import storage
 from textcnn.bench import untrained_model
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN, make_corpus
 from textcnn.runs import read_run
+from textcnn.score import PRED_LABEL, PRED_PROB
+from textcnn.stages import LINEAGE
 
 pytestmark = pytest.mark.e2e
 
@@ -73,14 +76,26 @@ class Cluster:
         self.wait_nodes(2)
         return proc
 
-    def state(self, kind: str) -> list[dict]:
-        """Ray's State API (nodes, actors) over the dashboard's HTTP, with the cluster's token: a
-        request takes milliseconds where a Python client process takes seconds."""
+    def get(self, path: str):
+        """GET a dashboard endpoint (State API, Jobs API) with the cluster's token: a request takes
+        milliseconds where a Python client process takes seconds."""
         token = (Path.home() / ".ray" / "auth_token").read_text().strip()
-        request = urllib.request.Request(f"{self.url}/api/v0/{kind}?limit=1000&detail=1",
-                                         headers={"Authorization": f"Bearer {token}"})
+        request = urllib.request.Request(f"{self.url}{path}", headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(request, timeout=60) as response:
-            return json.load(response)["data"]["result"]["result"]
+            return json.load(response)
+
+    def state(self, kind: str) -> list[dict]:
+        return self.get(f"/api/v0/{kind}?limit=1000&detail=1")["data"]["result"]["result"]
+
+    def wait_job(self, job_id: str, timeout: float) -> str:
+        """Wait for a submitted job to end; its log, having checked that it succeeded."""
+        deadline = time.monotonic() + timeout
+        while (status := self.get(f"/api/jobs/{job_id}")["status"]) in ("PENDING", "RUNNING"):
+            assert time.monotonic() < deadline, f"job {job_id} still {status} after {timeout} s"
+            time.sleep(1)
+        log = self.get(f"/api/jobs/{job_id}/logs")["logs"]
+        assert status == "SUCCEEDED", f"job {job_id} {status}:\n{log[-8000:]}"
+        return log
 
     def alive_nodes(self) -> int:
         return sum(n["state"] == "ALIVE" for n in self.state("nodes"))
@@ -141,26 +156,46 @@ def _wait_for(predicate, what, timeout=300):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_scoring_survives_losing_the_worker_node(cluster, tmp_path):
-    model = tmp_path / "model"
-    untrained_model(str(model))      # default-sized: scoring costs what a trained model's does
+def _staged_scores(fs, prefix: str) -> list[str]:
+    found = fs.get_file_info(pafs.FileSelector(f"{prefix}/_staging", recursive=True, allow_not_found=True))
+    return [f.path for f in found if f.type == pafs.FileType.File and os.path.basename(f.path).startswith("score-")]
+
+
+def test_nightly_scoring_job_over_s3_survives_losing_the_worker_node(cluster, s3, tmp_path):
+    """The README's nightly cron line: jobs/score.py submitted with `ray job submit`, reading and
+    writing S3, its 2 actors spread over two nodes; the worker node dies mid-run, and the run still
+    commits every row exactly once."""
+    bucket = s3.bucket("textcnn-nightly")
+    untrained_model(str(tmp_path / "model"))   # default-sized: scoring costs what a trained model's does
+    rows = make_corpus(SAMPLE_TEST, str(tmp_path / "corpus"), copies=40, files=16)       # 51,000 rows
+    s3.upload(str(tmp_path / "model"), f"{bucket}/models/m")
+    s3.upload(str(tmp_path / "corpus"), f"{bucket}/corpus")
     worker = cluster.add_worker()
-    corpus = tmp_path / "corpus"
-    rows = make_corpus(SAMPLE_TEST, str(corpus), copies=40, files=16)        # 51,000 rows
-    out = tmp_path / "scores"
     # Ray Data spreads the 2 actors (1.5 CPUs each) over the nodes; the head (4 CPUs) has room
     # for the one that loses its node, and CPU left for the read and write tasks.
-    score, log = cluster.job("jobs/score.py", "--model", str(model), "--input", str(corpus),
-                             "--output", str(out), "--actors", "2", "--batch-size", "256",
-                             "--cpus-per-actor", "1.5", "--date", "2026-11-29", log_name="score.log")
-    _wait_for(lambda: any(out.glob("_staging/*/units/*/score-*.parquet")), "the first score file")
+    submit(cluster, "score-1", "jobs/score.py", "--model", f"{bucket}/models/m", "--input", f"{bucket}/corpus",
+           "--output", f"{bucket}/scores", "--actors", "2", "--batch-size", "256", "--cpus-per-actor", "1.5",
+           "--date", "2026-11-29", wait=False)
+    fs = s3.fs()
+    _wait_for(lambda: _staged_scores(fs, "textcnn-nightly/scores"), "the first score file")
     stop_group(worker)                                                       # the worker node dies
-    text = _wait(score, log, 900)
-    assert f"{rows:,} scored + 0 dead-lettered of {rows:,} rows" in text
-    ids = read_run(str(out / "run_date=2026-11-29")).column("id").to_pylist()
+    log = cluster.wait_job("score-1", 900)
+    assert f"{rows:,} scored + 0 dead-lettered of {rows:,} rows" in log
+    run_dir = f"{bucket}/scores/run_date=2026-11-29"
+    scores = read_run(run_dir)
+    ids = scores.column("id").to_pylist()
     assert len(ids) == len(set(ids)) == rows
+    assert scores.schema.names == ["id", PRED_LABEL, PRED_PROB, "prob_fresh", "prob_rotten", *LINEAGE]
     restarts = cluster.actor_restarts("Scorer")
     assert len(restarts) == 2 and max(restarts) >= 1, restarts   # one actor died with the node
+    manifest = storage.read_text(f"{run_dir}/_SUCCESS")
+    assert len(json.loads(manifest)["input"]["files"]) == len(list((tmp_path / "corpus").iterdir()))
+    for secret in (s3.secret, s3.key):
+        assert secret not in log and secret not in manifest
+    # staging and the lock are gone once committed
+    left = fs.get_file_info(pafs.FileSelector("textcnn-nightly/scores", recursive=True))
+    assert not [f.path for f in left if f.type == pafs.FileType.File and ("/_staging/" in f.path
+                                                                          or "/_locks/" in f.path)]
 
 
 def test_training_resumes_from_its_checkpoint_when_the_node_returns(cluster, tmp_path):
@@ -181,7 +216,7 @@ def test_training_resumes_from_its_checkpoint_when_the_node_returns(cluster, tmp
     assert train.poll() is None                  # STRICT_SPREAD: training waits for a second node
     back = cluster.add_worker()
     text = _wait(train, log, 900)
-    stop_group(back, signal.SIGTERM)             # the head alone again, for the submit test
+    stop_group(back, signal.SIGTERM)             # the head alone again, for the next test
     assert "written to" in text
     history = json.loads((model / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [0, 1, 2, 3]
@@ -213,14 +248,12 @@ def submit(cluster, job_id, *args, wait=True):
     return proc.stdout
 
 
-def test_submit_train_stop_resubmit_then_score_jobs_over_s3(cluster, s3, tmp_path):
+def test_a_training_job_stopped_and_submitted_again_resumes_from_s3(cluster, s3, tmp_path):
     """A training job stopped mid-way (`ray job stop`) and submitted again with the same run name
-    continues from its last checkpoint on S3; then a scoring job reads and writes S3, as the
-    README's nightly cron line submits it."""
+    continues from its last checkpoint on S3."""
     bucket = s3.bucket("textcnn-jobs")
     pq.write_table(pq.read_table(SAMPLE_TRAIN).slice(0, 3000), tmp_path / "train.parquet")   # short epochs
     s3.upload(str(tmp_path / "train.parquet"), f"{bucket}/data/train.parquet")
-    s3.upload(SAMPLE_TEST, f"{bucket}/corpus/part-0.parquet")
     model, epochs = f"{bucket}/models/rt", 4
     args = ["jobs/train.py", "--train", f"{bucket}/data/train.parquet", "--output", model, "--workers", "2",
             "--epochs", str(epochs), "--patience", "0", "--filters", "32", "--embed-dim", "32",
@@ -238,11 +271,5 @@ def test_submit_train_stop_resubmit_then_score_jobs_over_s3(cluster, s3, tmp_pat
     assert "written to s3://textcnn-jobs/models/rt" in log
     check_resumed(model, registered, epochs)
     saved = storage.read_text(f"{model}/config.json")
-    assert s3.key not in saved and s3.secret not in saved      # the filesystem's keys are not saved
-    log = submit(cluster, "score-1", "jobs/score.py", "--model", model, "--input", f"{bucket}/corpus",
-                 "--output", f"{bucket}/scores", "--actors", "2", "--date", "2026-11-29")
-    assert "1,275 scored + 0 dead-lettered of 1,275 rows" in log
-    scores = read_run(f"{bucket}/scores/run_date=2026-11-29")
-    assert sorted(scores.column("id").to_pylist()) == sorted(pq.read_table(SAMPLE_TEST).column("id").to_pylist())
-    for secret in (s3.secret, s3.key):
-        assert secret not in log
+    for secret in (s3.secret, s3.key):              # the filesystem's keys are neither saved nor logged
+        assert secret not in saved and secret not in log

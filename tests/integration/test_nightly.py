@@ -52,7 +52,7 @@ def _corpus(folder, files=4, rows=500, plant=True):
 
 def _config(model, corpus, out, **kw):
     return ScoreConfig(model=model, input=str(corpus), output=str(out), actors=2, unit_rows=400,
-                       batch_size=128, **{"run_date": "2026-11-29", **kw})
+                       **{"run_date": "2026-11-29", "batch_size": 128, **kw})
 
 
 def test_every_row_is_scored_once_or_dead_lettered_with_its_reason(tiny_model_dir, tmp_path):
@@ -89,7 +89,8 @@ def test_every_row_is_scored_once_or_dead_lettered_with_its_reason(tiny_model_di
 def test_a_rerun_replaces_the_date_instead_of_appending(tiny_model_dir, tmp_path):
     _corpus(tmp_path / "in", files=2, plant=False)
     out = tmp_path / "out"
-    first = score(_config(tiny_model_dir, tmp_path / "in", out))
+    first = score(_config(tiny_model_dir, tmp_path / "in", out, batch_size=0))
+    assert first.manifest["config"]["batch_size"] == 4096             # 0: resolved from the device, a CPU
     first_ids = sorted(runs.read_run(first.run_dir)["id"].to_pylist())
     again = score(_config(tiny_model_dir, tmp_path / "in", out))
     assert again.manifest["attempt"] != first.manifest["attempt"]
