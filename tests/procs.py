@@ -129,15 +129,3 @@ def train_killed_then_resumed(jobs: Jobs, args: list[str], kills: list[tuple[str
     last = jobs.start("last", "train", args)
     assert last.wait(timeout=300) == 0, jobs.log("last")[-3000:]
     return registered
-
-
-def check_resumed(model: str, registered: int, epochs: int) -> None:
-    """Every epoch once; those after the last registered checkpoint ran in the second attempt."""
-    from textcnn import artifacts, storage
-    history = json.loads(storage.read_text(storage.join(model, "metrics.json")))["history"]
-    assert [h["epoch"] for h in history] == list(range(epochs))
-    resumed_at = history[-1]["attempt_start_epoch"]
-    assert registered + 1 <= resumed_at < epochs, history
-    assert all(h["attempt_start_epoch"] == 0 for h in history[:resumed_at])
-    assert all(h["attempt_start_epoch"] == resumed_at for h in history[resumed_at:])
-    assert artifacts.verify(model) == []

@@ -4,9 +4,9 @@ jobs are submitted with `ray job submit`, and worker nodes added and killed.
 - Scoring, submitted as the README's nightly cron line submits it and reading and writing S3,
   spreads its actors over two nodes; the worker node is killed mid-run, and the run still completes
   with exact counts.
-- Training spreads its 2 workers over two nodes (STRICT_SPREAD); the worker node is killed
-  mid-training: training waits, and resumes from its last checkpoint once the node is back.
-- A training job stopped with `ray job stop` and submitted again resumes from its checkpoints on S3.
+- Training, its checkpoints on S3, spreads its 2 workers over two nodes (STRICT_SPREAD): stopped
+  with `ray job stop` and submitted again, it resumes from its last checkpoint; then the worker
+  node is killed: training waits, and resumes again once a node is back.
 """
 
 import json
@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import free_port, wait_for_port
-from tests.procs import check_resumed, registered_epoch, stop_group
-from textcnn import storage
+from tests.procs import registered_epoch, stop_group
+from textcnn import artifacts, storage
 from textcnn.bench import untrained_model
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN, make_corpus
 from textcnn.runs import read_run
@@ -112,12 +112,6 @@ class Cluster:
             time.sleep(0.5)
         raise AssertionError(f"cluster did not reach {n} alive nodes")
 
-    def job(self, script, *args, log_name):
-        env = {**self.env, "RAY_ADDRESS": self.address}
-        out = open(self.tmp / log_name, "wb")
-        return subprocess.Popen([sys.executable, script, *args], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True), self.tmp / log_name
-
     def stop(self):
         for proc in self.workers:
             stop_group(proc, signal.SIGTERM)
@@ -135,16 +129,6 @@ def cluster(tmp_path_factory, s3):
         yield c
     finally:
         c.stop()
-
-
-def _wait(proc, log, timeout):
-    try:
-        rc = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        stop_group(proc)
-        raise AssertionError(f"job still running after {timeout} s:\n{log.read_text()[-5000:]}")
-    assert rc == 0, log.read_text()[-8000:]
-    return log.read_text()
 
 
 def _wait_for(predicate, what, timeout=300):
@@ -198,32 +182,6 @@ def test_nightly_scoring_job_over_s3_survives_losing_the_worker_node(cluster, s3
                                                                           or "/_locks/" in f.path)]
 
 
-def test_training_resumes_from_its_checkpoint_when_the_node_returns(cluster, tmp_path):
-    worker = cluster.add_worker()
-    model, storage, data = tmp_path / "model", tmp_path / "checkpoints", tmp_path / "train.parquet"
-    pq.write_table(pq.read_table(SAMPLE_TRAIN).slice(0, 2000), data)       # short epochs
-    train, log = cluster.job("jobs/train.py", "--train", str(data), "--output", str(model),
-                             "--workers", "2", "--epochs", "4", "--placement", "STRICT_SPREAD",
-                             "--ngram-buckets", "65536",
-                             "--storage-path", str(storage), "--run-name", "two-nodes", "--no-refit",
-                             log_name="train.log")
-    run_dir = storage / "two-nodes"
-    # the controller writes its snapshot once a checkpoint is registered (the file alone is not enough)
-    _wait_for(lambda: (run_dir / "checkpoint_manager_snapshot.json").exists(), "the first checkpoint",
-              timeout=600)
-    stop_group(worker)                                                       # mid-training
-    time.sleep(8)
-    assert train.poll() is None                  # STRICT_SPREAD: training waits for a second node
-    back = cluster.add_worker()
-    text = _wait(train, log, 900)
-    stop_group(back, signal.SIGTERM)             # the head alone again, for the next test
-    assert "written to" in text
-    history = json.loads((model / "metrics.json").read_text())["history"]
-    assert [h["epoch"] for h in history] == [0, 1, 2, 3]
-    assert history[0]["attempt_start_epoch"] == 0
-    assert history[-1]["attempt_start_epoch"] > 0       # the last epochs ran in a resumed attempt
-
-
 def _submit(cmd, env, timeout):
     """Run `ray job submit`; a head just started may not have its job agent yet: retry that for 60 s."""
     deadline = time.monotonic() + 60
@@ -248,28 +206,51 @@ def submit(cluster, job_id, *args, wait=True):
     return proc.stdout
 
 
-def test_a_training_job_stopped_and_submitted_again_resumes_from_s3(cluster, s3, tmp_path):
-    """A training job stopped mid-way (`ray job stop`) and submitted again with the same run name
-    continues from its last checkpoint on S3."""
+def _wait_registered(run_dir: str, above: int, job_id: str, cluster: Cluster) -> int:
+    """The epoch of the run's latest registered checkpoint, once it is above `above`."""
+    _wait_for(lambda: registered_epoch(run_dir) > above or
+              cluster.get(f"/api/jobs/{job_id}")["status"] not in ("PENDING", "RUNNING"),
+              f"a checkpoint after epoch {above}", timeout=600)
+    return registered_epoch(run_dir)
+
+
+def test_a_training_job_over_s3_resumes_after_ray_job_stop_and_after_losing_a_node(cluster, s3, tmp_path):
+    """Training over two nodes (STRICT_SPREAD), its checkpoints on S3: stopped with `ray job stop`
+    and submitted again with the same run name, it continues from its last checkpoint; then its
+    worker node dies, training waits, and once a node is back it resumes again and finishes."""
     bucket = s3.bucket("textcnn-jobs")
     pq.write_table(pq.read_table(SAMPLE_TRAIN).slice(0, 3000), tmp_path / "train.parquet")   # short epochs
     s3.upload(str(tmp_path / "train.parquet"), f"{bucket}/data/train.parquet")
-    model, epochs = f"{bucket}/models/rt", 4
+    model, run_dir, epochs = f"{bucket}/models/rt", f"{bucket}/checkpoints/rt", 10
     args = ["jobs/train.py", "--train", f"{bucket}/data/train.parquet", "--output", model, "--workers", "2",
-            "--epochs", str(epochs), "--patience", "0", "--filters", "32", "--embed-dim", "32",
-            "--max-length", "32", "--ngram-buckets", "65536", "--storage-path", f"{bucket}/checkpoints",
-            "--run-name", "rt", "--no-refit"]
+            "--placement", "STRICT_SPREAD", "--epochs", str(epochs), "--patience", "0", "--filters", "32",
+            "--embed-dim", "32", "--max-length", "32", "--ngram-buckets", "65536",
+            "--storage-path", f"{bucket}/checkpoints", "--run-name", "rt", "--no-refit"]
+    worker = cluster.add_worker()
     submit(cluster, "train-1", *args, wait=False)
-    deadline = time.time() + 300
-    while registered_epoch(f"{bucket}/checkpoints/rt") < 1 and time.time() < deadline:
-        time.sleep(0.2)
+    _wait_registered(run_dir, -1, "train-1", cluster)
     subprocess.run([f"{BIN}/ray", "job", "stop", "--address", cluster.url, "train-1"], cwd=ROOT, env=cluster.env,
                    check=True, capture_output=True, timeout=120)
-    registered = registered_epoch(f"{bucket}/checkpoints/rt")
-    assert not storage.exists(f"{model}/config.json")            # stopped before it finished
-    log = submit(cluster, "train-2", *args)
+    stopped_at = registered_epoch(run_dir)
+    assert cluster.get("/api/jobs/train-1")["status"] == "STOPPED" and not storage.exists(f"{model}/config.json")
+
+    submit(cluster, "train-2", *args, wait=False)
+    node_lost_at = _wait_registered(run_dir, stopped_at, "train-2", cluster)   # a checkpoint of the resumed run
+    # the node's training worker may run an epoch or two more before it notices; 10 short epochs
+    # leave the run unfinished either way
+    stop_group(worker)                                                       # the worker node dies
+    time.sleep(8)
+    assert cluster.get("/api/jobs/train-2")["status"] == "RUNNING"   # STRICT_SPREAD: waits for a second node
+    back = cluster.add_worker()
+    log = cluster.wait_job("train-2", 900)
+    stop_group(back, signal.SIGTERM)
     assert "written to s3://textcnn-jobs/models/rt" in log
-    check_resumed(model, registered, epochs)
+    history = json.loads(storage.read_text(f"{model}/metrics.json"))["history"]
+    assert [h["epoch"] for h in history] == list(range(epochs))
+    starts = sorted({h["attempt_start_epoch"] for h in history})       # where each attempt began
+    assert len(starts) == 3 and starts[0] == 0, starts
+    assert stopped_at + 1 <= starts[1] <= node_lost_at < starts[2], (stopped_at, node_lost_at, starts)
+    assert artifacts.verify(model) == []
     saved = storage.read_text(f"{model}/config.json")
     for secret in (s3.secret, s3.key):              # the filesystem's keys are neither saved nor logged
         assert secret not in saved and secret not in log
