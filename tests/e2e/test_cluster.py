@@ -250,6 +250,8 @@ def test_a_training_job_over_s3_resumes_after_ray_job_stop_and_after_losing_a_no
     starts = sorted({h["attempt_start_epoch"] for h in history})       # where each attempt began
     assert len(starts) == 3 and starts[0] == 0, starts
     assert stopped_at + 1 <= starts[1] <= node_lost_at < starts[2], (stopped_at, node_lost_at, starts)
+    # each epoch ran once, in the attempt that began at or before it and after the one before
+    assert [h["attempt_start_epoch"] for h in history] == [max(s for s in starts if s <= e) for e in range(epochs)]
     assert artifacts.verify(model) == []
     saved = storage.read_text(f"{model}/config.json")
     for secret in (s3.secret, s3.key):              # the filesystem's keys are neither saved nor logged
