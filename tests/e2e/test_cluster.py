@@ -87,13 +87,16 @@ class Cluster:
     def state(self, kind: str) -> list[dict]:
         return self.get(f"/api/v0/{kind}?limit=1000&detail=1")["data"]["result"]["result"]
 
+    def job_status(self, job_id: str) -> str:
+        return self.get(f"/api/jobs/{job_id}")["status"]
+
+    def job_running(self, job_id: str) -> bool:
+        return self.job_status(job_id) in ("PENDING", "RUNNING")
+
     def wait_job(self, job_id: str, timeout: float) -> str:
         """Wait for a submitted job to end; its log, having checked that it succeeded."""
-        deadline = time.monotonic() + timeout
-        while (status := self.get(f"/api/jobs/{job_id}")["status"]) in ("PENDING", "RUNNING"):
-            assert time.monotonic() < deadline, f"job {job_id} still {status} after {timeout} s"
-            time.sleep(1)
-        log = self.get(f"/api/jobs/{job_id}/logs")["logs"]
+        _wait_for(lambda: not self.job_running(job_id), f"job {job_id} to end", timeout)
+        status, log = self.job_status(job_id), self.get(f"/api/jobs/{job_id}/logs")["logs"]
         assert status == "SUCCEEDED", f"job {job_id} {status}:\n{log[-8000:]}"
         return log
 
@@ -159,7 +162,7 @@ def test_nightly_scoring_job_over_s3_survives_losing_the_worker_node(cluster, s3
     # for the one that loses its node, and CPU left for the read and write tasks.
     submit(cluster, "score-1", "jobs/score.py", "--model", f"{bucket}/models/m", "--input", f"{bucket}/corpus",
            "--output", f"{bucket}/scores", "--actors", "2", "--batch-size", "256", "--cpus-per-actor", "1.5",
-           "--date", "2026-11-29", wait=False)
+           "--date", "2026-11-29")
     fs = s3.fs()
     _wait_for(lambda: _staged_scores(fs, "textcnn-nightly/scores"), "the first score file")
     stop_group(worker)                                                       # the worker node dies
@@ -182,34 +185,23 @@ def test_nightly_scoring_job_over_s3_survives_losing_the_worker_node(cluster, s3
                                                                           or "/_locks/" in f.path)]
 
 
-def _submit(cmd, env, timeout):
-    """Run `ray job submit`; a head just started may not have its job agent yet: retry that for 60 s."""
+def submit(cluster, job_id, *args) -> None:
+    """`ray job submit --no-wait` (cluster.wait_job follows the job from there); a head just started
+    may not have its job agent yet: that is retried for 60 s."""
+    cmd = [f"{BIN}/ray", "job", "submit", "--address", cluster.url, "--submission-id", job_id, "--no-wait",
+           "--working-dir", ".", "--", "python", *args]
     deadline = time.monotonic() + 60
     while True:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=ROOT, env=cluster.env, capture_output=True, text=True, timeout=120)
         if "No available agent to submit job" not in proc.stderr or time.monotonic() > deadline:
-            return proc
+            break
         time.sleep(1)
-
-
-def submit(cluster, job_id, *args, wait=True):
-    cmd = [f"{BIN}/ray", "job", "submit", "--address", cluster.url, "--submission-id", job_id,
-           *([] if wait else ["--no-wait"]), "--working-dir", ".", "--", "python", *args]
-    proc = _submit(cmd, cluster.env, timeout=600 if wait else 120)
-    if not wait:
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return None
-    status = subprocess.run([f"{BIN}/ray", "job", "status", "--address", cluster.url, job_id], cwd=ROOT,
-                            env=cluster.env, capture_output=True, text=True, timeout=60)
-    assert f"Job '{job_id}' succeeded" in status.stdout, \
-        f"{status.stdout}\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def _wait_registered(run_dir: str, above: int, job_id: str, cluster: Cluster) -> int:
     """The epoch of the run's latest registered checkpoint, once it is above `above`."""
-    _wait_for(lambda: registered_epoch(run_dir) > above or
-              cluster.get(f"/api/jobs/{job_id}")["status"] not in ("PENDING", "RUNNING"),
+    _wait_for(lambda: registered_epoch(run_dir) > above or not cluster.job_running(job_id),
               f"a checkpoint after epoch {above}", timeout=600)
     return registered_epoch(run_dir)
 
@@ -227,20 +219,20 @@ def test_a_training_job_over_s3_resumes_after_ray_job_stop_and_after_losing_a_no
             "--embed-dim", "32", "--max-length", "32", "--ngram-buckets", "65536",
             "--storage-path", f"{bucket}/checkpoints", "--run-name", "rt", "--no-refit"]
     worker = cluster.add_worker()
-    submit(cluster, "train-1", *args, wait=False)
+    submit(cluster, "train-1", *args)
     _wait_registered(run_dir, -1, "train-1", cluster)
     subprocess.run([f"{BIN}/ray", "job", "stop", "--address", cluster.url, "train-1"], cwd=ROOT, env=cluster.env,
                    check=True, capture_output=True, timeout=120)
     stopped_at = registered_epoch(run_dir)
-    assert cluster.get("/api/jobs/train-1")["status"] == "STOPPED" and not storage.exists(f"{model}/config.json")
+    assert cluster.job_status("train-1") == "STOPPED" and not storage.exists(f"{model}/config.json")
 
-    submit(cluster, "train-2", *args, wait=False)
+    submit(cluster, "train-2", *args)
     node_lost_at = _wait_registered(run_dir, stopped_at, "train-2", cluster)   # a checkpoint of the resumed run
     # the node's training worker may run an epoch or two more before it notices; 10 short epochs
     # leave the run unfinished either way
     stop_group(worker)                                                       # the worker node dies
     time.sleep(8)
-    assert cluster.get("/api/jobs/train-2")["status"] == "RUNNING"   # STRICT_SPREAD: waits for a second node
+    assert cluster.job_status("train-2") == "RUNNING"   # STRICT_SPREAD: waits for a second node
     back = cluster.add_worker()
     log = cluster.wait_job("train-2", 900)
     stop_group(back, signal.SIGTERM)
