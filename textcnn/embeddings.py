@@ -62,13 +62,23 @@ def read_vectors(uri: str, tokenizer: Tokenizer) -> np.ndarray:
 
 
 def apply_vectors(embedding: nn.Embedding, vectors: np.ndarray, freeze: bool) -> None:
-    """Copy the found rows into embedding; the rest keep their random start and always learn.
+    """Copy the found rows into embedding; the rest start uniform with the variance of the file's
+    vectors, as in Kim (2014), and always learn. Left at nn.Embedding's N(0, 1), a word missing from
+    the file would start several times longer than the file's (GloVe's values have a standard
+    deviation near 0.4) and outweigh them in every convolution.
 
     Frozen, the found rows get no gradient (a hook zeroes their rows of it), so with no weight
     decay on the embedding (see loop.optimizer_and_schedule) AdamW leaves them exactly as read."""
-    found = torch.from_numpy(~np.isnan(vectors[:, 0]))
+    is_found = ~np.isnan(vectors[:, 0])
+    found = torch.from_numpy(is_found)
+    rest = ~found
+    if embedding.padding_idx is not None:
+        rest[embedding.padding_idx] = False                          # <pad> stays zero
     with torch.no_grad():
-        embedding.weight[found] = torch.from_numpy(vectors[found.numpy()])
+        embedding.weight[found] = torch.from_numpy(vectors[is_found])
+        if is_found.any() and rest.any():
+            bound = float(np.sqrt(3.0) * vectors[is_found].std())     # U(-a, a) has variance a^2 / 3
+            embedding.weight[rest] = torch.empty(int(rest.sum()), vectors.shape[1]).uniform_(-bound, bound)
     if freeze:
         keep = (~found).to(embedding.weight.dtype).unsqueeze(1)          # (V, 1)
         embedding.weight.register_hook(lambda grad: grad * keep.to(grad.device))

@@ -62,3 +62,20 @@ def test_frozen_vectors_stay_as_read_and_fine_tuned_ones_move(tmp_path, tokenize
     np.testing.assert_array_equal(start[known].numpy(), [[1, 2, 3, 4], [5, 6, 7, 8]])
     assert torch.equal(after[known], start[known]) == freeze                # frozen: exactly as read
     assert not torch.equal(after[unknown], start[unknown])                  # other words always learn
+
+
+def test_words_missing_from_the_file_start_with_the_spread_of_the_files_vectors(tmp_path):
+    """Kim (2014): the rest start uniform with the file's variance, not nn.Embedding's N(0, 1)."""
+    builder = VocabBuilder(TokenizerConfig(max_length=8, split="words"))
+    builder.update([f"w{i}" for i in range(400)])
+    tokenizer = builder.build()
+    rng = np.random.default_rng(0)
+    lines = [f"w{i} " + " ".join(f"{x:.6f}" for x in rng.normal(0.0, 0.05, size=32)) for i in range(200)]
+    vectors = read_vectors(_write(tmp_path / "v.txt", lines), tokenizer)
+    model = build_model(ModelConfig(vocab_size=len(tokenizer), embed_dim=32, kernel_sizes=(1, 2), num_filters=4),
+                        TrainConfig(train="t", output="o", embeddings="v.txt"), vectors)
+    weight, found = model.embedding.weight.detach().numpy(), ~np.isnan(vectors[:, 0])
+    np.testing.assert_array_equal(weight[found], vectors[found])
+    rest = weight[~found][1:]                       # row 0 is <pad>
+    assert (weight[0] == 0).all() and len(rest) >= 200
+    assert 0.045 < rest.std() < 0.055 and np.abs(rest).max() <= np.sqrt(3) * 0.055
