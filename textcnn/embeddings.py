@@ -64,8 +64,8 @@ def read_vectors(uri: str, tokenizer: Tokenizer) -> np.ndarray:
 def apply_vectors(embedding: nn.Embedding, vectors: np.ndarray, freeze: bool) -> None:
     """Copy the found rows into embedding; the rest start uniform with the variance of the file's
     vectors, as in Kim (2014), and always learn. Left at nn.Embedding's N(0, 1), a word missing from
-    the file would start several times longer than the file's (GloVe's values have a standard
-    deviation near 0.4) and outweigh them in every convolution.
+    the file would start several times longer than the file's (skip-gram vectors trained here had
+    values with a standard deviation of 0.28) and outweigh them in every convolution.
 
     Frozen, the found rows get no gradient (a hook zeroes their rows of it), so with no weight
     decay on the embedding (see loop.optimizer_and_schedule) AdamW leaves them exactly as read."""
