@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,6 +101,13 @@ class Jobs:
             self.kill(proc)
 
 
+def wait_until(condition: Callable[[], object], proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Poll condition every 0.1 s until it holds, proc exits or timeout s pass (the caller checks which)."""
+    deadline = time.time() + timeout
+    while not condition() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+
+
 def registered_epoch(run_dir: str, phase: str = "select") -> int:
     """The latest epoch of phase ("select" or "refit") whose checkpoint Ray Train has registered in
     the run's snapshot (-1: none). A checkpoint folder appears before it is registered; only a
@@ -120,9 +128,7 @@ def train_killed_then_resumed(jobs: Jobs, args: list[str], kills: list[tuple[str
     registered = []
     for attempt, (run_dir, kill_after_epoch, phase) in enumerate(kills):
         proc = jobs.start(f"attempt{attempt}", "train", args)
-        deadline = time.time() + 240
-        while registered_epoch(run_dir, phase) < kill_after_epoch and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: registered_epoch(run_dir, phase) >= kill_after_epoch, proc, timeout=240)
         assert proc.poll() is None, f"attempt {attempt} ended before the kill: " + jobs.log(f"attempt{attempt}")[-3000:]
         jobs.kill(proc)                                       # SIGKILL: no cleanup runs
         registered.append(registered_epoch(run_dir, phase))

@@ -2,7 +2,6 @@
 and started again finishes with exactly the rows of an uninterrupted run, reusing what it committed."""
 
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.procs import Jobs
+from tests.procs import Jobs, wait_until
 from textcnn import artifacts, runs
 from textcnn.scorer import Scorer
 from textcnn.stages import PROB_PREFIX
@@ -56,22 +55,15 @@ def _done_units(out: Path) -> int:
     return len(list(out.glob(f"_staging/run_date={DATE}/units/*/_DONE.json")))
 
 
-def _wait_until(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
-    """Poll condition until it holds, proc exits or timeout s pass (the caller checks which)."""
-    deadline = time.time() + timeout
-    while not condition() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.1)
-
-
 def test_lock_refuses_a_second_run_and_a_killed_run_resumes_to_the_same_rows(jobs):
     first = jobs.start("first")
-    _wait_until(lambda: list(jobs.out.glob("_locks/*.json")), first)
+    wait_until(lambda: list(jobs.out.glob("_locks/*.json")), first)
     # the second starts while the first's local Ray is still starting, so it is refused before the
     # first has scored much: the kill comes early and the corpus can stay small
     second = jobs.start("second")                     # same date while the first holds the lock
     assert second.wait(timeout=120) == 1
     assert "LockedError" in jobs.log("second") and "held by a live run" in jobs.log("second")
-    _wait_until(lambda: _done_units(jobs.out) >= 3, first)
+    wait_until(lambda: _done_units(jobs.out) >= 3, first)
     assert first.poll() is None, "the first run ended before it could be killed:\n" + jobs.log("first")[-3000:]
     jobs.kill(first)                                  # SIGKILL part way: no cleanup runs
     committed = _done_units(jobs.out)
