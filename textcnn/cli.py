@@ -171,7 +171,8 @@ def _refit_text(refit: dict[str, Any] | None) -> str:
 @click.option("--ngram-idf/--no-ngram-idf", default=None,
               help="Weigh the branch's n-grams by IDF, as TF-IDF does; default: on for CJK corpora.")
 @click.option("--embeddings", default=None,
-              help="word2vec/GloVe text file: starting vectors of the words it has (sets --embed-dim).")
+              help="word2vec (text or binary) or GloVe file, .gz too: starting vectors of the words it has "
+                   "(sets --embed-dim).")
 @click.option("--freeze-embeddings", is_flag=True,
               help="Keep the --embeddings vectors as read (words not in the file still learn).")
 @click.option("--seed", default=0, show_default=True)

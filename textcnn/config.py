@@ -111,7 +111,7 @@ class TrainConfig:
     refit: bool = True            # with val carved from train: retrain on all rows for the picked epochs
     class_weights: str = "none"   # "balanced": loss weights inversely proportional to class frequency
     precision: str = "auto"       # "auto": bf16 autocast on GPU, fp32 on CPU
-    embeddings: str | None = None     # word2vec/GloVe text file initialising known words' vectors
+    embeddings: str | None = None     # word2vec (text/binary) or GloVe file initialising known words' vectors
     freeze_embeddings: bool = False   # the file's vectors stay as read; other words still learn
     val_fraction: float = 0.1
     seed: int = 0

@@ -1,4 +1,4 @@
-"""Pre-trained word vectors (word2vec or GloVe text format) as the embedding's starting point.
+"""Pre-trained word vectors (word2vec text or binary, GloVe) as the embedding's starting point.
 
 The file is streamed once on the driver and only the vocabulary's words are kept, so a
 multi-gigabyte GloVe file costs one pass and a (V, E) matrix, not its own size in memory.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -20,44 +21,92 @@ from textcnn.text import PAD_ID, Tokenizer
 log = logging.getLogger(__name__)
 
 
-def _is_header(parts: list[str]) -> bool:
-    """word2vec's text format opens with "<count> <dim>"; GloVe's has no header."""
-    return len(parts) == 2 and all(p.isdigit() for p in parts)
+_HEAD_BYTES = 1 << 20      # enough for a header and a whole first vector line of any sane dimension
+
+
+def _header(line: bytes) -> tuple[int, int] | None:
+    """word2vec's formats open with "<count> <dim>"; GloVe's has no header."""
+    parts = line.strip().split(b" ")
+    return (int(parts[0]), int(parts[1])) if len(parts) == 2 and all(p.isdigit() for p in parts) else None
+
+
+def _is_binary(head: bytes) -> bool:
+    """word2vec's binary format (Kim's (2014) GoogleNews vectors): a text header, then per word
+    "<word> " and dim little-endian float32s. Told from the text format by whether the line after
+    the header reads as a word and dim numbers."""
+    first, _, rest = head.partition(b"\n")
+    header = _header(first)
+    if header is None:
+        return False
+    values = rest.split(b"\n", 1)[0].rstrip(b" \r").split(b" ")[1:]
+    try:
+        np.asarray(values, dtype=np.float64)
+    except ValueError:
+        return True
+    return len(values) != header[1]
+
+
+def _text_records(raw, uri: str) -> Iterator[tuple[str, str, list[str]]]:
+    """(where, word, values as text) per line; values are parsed only for the words kept."""
+    for line_no, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8", errors="replace"), 1):
+        parts = line.rstrip("\n").rstrip(" ").split(" ")
+        if line_no == 1 and _header(line.encode()) is not None:
+            continue
+        yield f"line {line_no}", parts[0], parts[1:]
+
+
+def _binary_records(raw, uri: str) -> Iterator[tuple[str, str, np.ndarray]]:
+    """(where, word, vector) per record, read in 1 MiB chunks: a byte at a time would take
+    minutes over a 3-million-word file."""
+    buf = raw.read(_HEAD_BYTES)                     # pyarrow's streams have no readline
+    first = buf.split(b"\n", 1)[0]
+    count, dim = _header(first)                    # _is_binary saw it
+    pos, need = len(first) + 1, 4 * dim
+    for number in range(1, count + 1):
+        while (space := buf.find(b" ", pos)) < 0 or len(buf) - space - 1 < need:
+            chunk = raw.read(_HEAD_BYTES)
+            if not chunk:
+                raise DataError(f"embeddings {uri}: the file ends in vector {number} of the {count} "
+                                "its header declares")
+            buf, pos = buf[pos:] + chunk, 0
+        word = buf[pos:space].lstrip(b"\n").decode("utf-8", errors="replace")
+        yield f"vector {number}", word, np.frombuffer(buf, dtype="<f4", count=dim, offset=space + 1)
+        pos = space + 1 + need
 
 
 def read_vectors(uri: str, tokenizer: Tokenizer) -> np.ndarray:
     """(V, E) float32: row i is the vector of vocabulary token i, NaN where the file lacks it.
+    word2vec text, word2vec binary or GloVe, told apart by the file's head; gzip by its extension.
 
     With a lowercasing tokenizer, a word's first spelling in the file wins ("The" before "the"
     only when "the" is absent)."""
     index, lower = {t: i for i, t in enumerate(tokenizer.tokens)}, tokenizer.config.lowercase
+    with storage.open_input(uri) as raw:
+        binary = _is_binary(raw.read(_HEAD_BYTES))
     out, dim, found = None, 0, 0
     with storage.open_input(uri) as raw:
-        for line_no, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8", errors="replace"), 1):
-            parts = line.rstrip("\n").rstrip(" ").split(" ")
-            if line_no == 1 and _is_header(parts):
-                continue
+        for where, word, values in (_binary_records if binary else _text_records)(raw, uri):
             if out is None:
-                dim = len(parts) - 1
+                dim = len(values)
                 if dim < 1:
-                    raise DataError(f"embeddings {uri}: line {line_no} has no vector")
+                    raise DataError(f"embeddings {uri}: {where} has no vector")
                 out = np.full((len(tokenizer), dim), np.nan, dtype=np.float32)
-            if len(parts) - 1 != dim:
-                raise DataError(f"embeddings {uri}: line {line_no} has {len(parts) - 1} values, "
+            if len(values) != dim:
+                raise DataError(f"embeddings {uri}: {where} has {len(values)} values, "
                                 f"the file's first vector {dim}")
-            word = parts[0].lower() if lower else parts[0]
-            row = index.get(word)
+            row = index.get(word.lower() if lower else word)
             if row is None or row == PAD_ID or not np.isnan(out[row, 0]):
                 continue
             try:
-                out[row] = np.asarray(parts[1:], dtype=np.float32)
+                out[row] = np.asarray(values, dtype=np.float32)
             except ValueError:
-                raise DataError(f"embeddings {uri}: line {line_no} has a value that is not a number") from None
+                raise DataError(f"embeddings {uri}: {where} has a value that is not a number") from None
             found += 1
     if out is None:
         raise DataError(f"embeddings {uri}: no vectors in the file")
-    log.info("embeddings %s: %d of %d vocabulary tokens found (%.1f%%), dimension %d", uri, found,
-             len(tokenizer) - 1, 100.0 * found / max(len(tokenizer) - 1, 1), dim)
+    log.info("embeddings %s (%s): %d of %d vocabulary tokens found (%.1f%%), dimension %d", uri,
+             "word2vec binary" if binary else "text", found, len(tokenizer) - 1,
+             100.0 * found / max(len(tokenizer) - 1, 1), dim)
     return out
 
 
