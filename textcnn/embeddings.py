@@ -56,9 +56,9 @@ def _text_records(raw, uri: str) -> Iterator[tuple[str, str, list[str]]]:
 
 
 def _binary_records(raw, uri: str) -> Iterator[tuple[str, str, np.ndarray]]:
-    """(where, word, vector) per record, read in 1 MiB chunks: a byte at a time would take
-    minutes over a 3-million-word file."""
-    buf = raw.read(_HEAD_BYTES)                     # pyarrow's streams have no readline
+    """(where, word, vector) per record. pyarrow's streams have no readline, and a word ends at a
+    space, so the file is read in 1 MiB chunks and each word found in the buffer."""
+    buf = raw.read(_HEAD_BYTES)
     first = buf.split(b"\n", 1)[0]
     count, dim = _header(first)                    # _is_binary saw it
     pos, need = len(first) + 1, 4 * dim
