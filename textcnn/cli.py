@@ -118,6 +118,15 @@ def _val_options(command: Callable[..., Any]) -> Callable[..., Any]:
                         help="Validation Parquet; default: --val-fraction of --train.")(fn)
 
 
+def _embedding_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--embeddings and --freeze-embeddings, the same for train and tune."""
+    fn = click.option("--freeze-embeddings", is_flag=True,
+                      help="Keep the --embeddings vectors as read (words not in the file still learn).")(command)
+    return click.option("--embeddings", default=None,
+                        help="word2vec (text or binary) or GloVe file, .gz too: starting vectors of the words "
+                             "it has (their dimension is the embedding size).")(fn)
+
+
 _refit_option = click.option(
     "--refit/--no-refit", default=_T.refit, show_default=True,
     help="When --val is not given: once the epoch count is picked on the rows held out (tune: the best "
@@ -170,11 +179,7 @@ def _refit_text(refit: dict[str, Any] | None) -> str:
                    "(0: off; -1: 2**21 for two classes, fewer for more, at most 2**22 weights).")
 @click.option("--ngram-idf/--no-ngram-idf", default=None,
               help="Weigh the branch's n-grams by IDF, as TF-IDF does; default: on for CJK corpora.")
-@click.option("--embeddings", default=None,
-              help="word2vec (text or binary) or GloVe file, .gz too: starting vectors of the words it has "
-                   "(sets --embed-dim).")
-@click.option("--freeze-embeddings", is_flag=True,
-              help="Keep the --embeddings vectors as read (words not in the file still learn).")
+@_embedding_options
 @click.option("--seed", default=0, show_default=True)
 @click.option("--storage-path", default=None, help="Where Ray Train keeps checkpoints.")
 @click.option("--run-name", default=None, help="Ray Train run name; reuse it to resume a run.")
@@ -217,6 +222,7 @@ def train_cmd(train_path: str, output: str, val_path: str | None, max_length: in
 @_refit_option
 @click.option("--max-length", default=0, show_default=True, help="0: from the training texts.")
 @_split_option
+@_embedding_options
 @click.option("--seed", default=0, show_default=True)
 @click.option("--storage-path", default=None, help="Where Ray Tune keeps trials; default <output>/../_tune.")
 @click.option("--run-name", default=None, help="Ray Tune experiment name.")
@@ -224,8 +230,8 @@ def train_cmd(train_path: str, output: str, val_path: str | None, max_length: in
 @_friendly_errors
 def tune_cmd(train_path: str, output: str, val_path: str | None, samples: int, grace_epochs: int,
              cpus_per_trial: float, max_length: int, split: str, **options: Any) -> None:
-    """Search embedding size, widths, filters, dropout and learning rate with Ray Tune (ASHA);
-    export the best model to OUTPUT."""
+    """Search embedding size (unless --embeddings sets it), widths, filters, dropout and learning
+    rate with Ray Tune (ASHA); export the best model to OUTPUT."""
     from textcnn.tune import run_search
     config = TrainConfig(train=train_path, output=output, val=val_path, **options,
                          tokenizer=TokenizerConfig(max_length=max_length, split=split))

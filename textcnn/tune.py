@@ -41,6 +41,11 @@ SPACE: dict[str, Any] = {
 }
 
 
+def search_space(embed_dim: int | None) -> dict[str, Any]:
+    """SPACE; with pre-trained vectors their dimension is the embedding size, not a draw."""
+    return SPACE if embed_dim is None else {**SPACE, "embed_dim": embed_dim}
+
+
 def _arrays(ds: Any) -> dict[str, np.ndarray]:
     batches = list(ds.iter_batches(batch_size=8192, batch_format="numpy"))
     return {k: np.concatenate([b[k] for b in batches]) for k in ("ids", "label")}
@@ -69,7 +74,7 @@ def _setup(trial: dict[str, Any], setup: dict[str, Any], train: dict[str, np.nda
     """The trial's configs, and a fresh model (n-gram branch from train's counts), optimizer and schedule."""
     config, model_config = trial_configs(trial, setup["config"], setup["model_config"])
     torch.set_num_threads(max(1, int(setup["cpus_per_trial"])))
-    model = build_model(model_config, config)
+    model = build_model(model_config, config, setup["vectors"])
     init_ngrams(model, _batches(train, 4096, None), model_config.multi_label,
                 naive_bayes=config.ngram_init == "naive_bayes")
     optimizer, scheduler = optimizer_and_schedule(model, config, -(-len(train["ids"]) // config.batch_size))
@@ -145,7 +150,7 @@ def run_search(config: TrainConfig, samples: int, cpus_per_trial: float = 1.0, g
     started = time.perf_counter()
     p = prepare(config)
     setup = {"config": p.config, "model_config": p.model_config, "labels": p.labels,
-             "class_weights": p.class_weights, "cpus_per_trial": cpus_per_trial}
+             "class_weights": p.class_weights, "cpus_per_trial": cpus_per_trial, "vectors": p.vectors}
     train, val = _arrays(p.train), _arrays(p.val)
     fn = tune.with_resources(tune.with_parameters(trainable, setup=setup, train=train, val=val),
                              {"cpu": cpus_per_trial})
@@ -154,7 +159,7 @@ def run_search(config: TrainConfig, samples: int, cpus_per_trial: float = 1.0, g
     keep_best = tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_metric",
                                       checkpoint_score_order="max")
     tuner = tune.Tuner(
-        fn, param_space=space or SPACE,
+        fn, param_space=space or search_space(None if p.vectors is None else p.model_config.embed_dim),
         # drawn from config.seed: the same --seed draws the same configurations
         tune_config=tune.TuneConfig(metric="val_metric", mode="max", num_samples=samples, scheduler=scheduler,
                                     search_alg=BasicVariantGenerator(random_state=config.seed),

@@ -4,14 +4,18 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
 
 from tests.procs import Jobs, train_killed_then_resumed
+from textcnn import artifacts
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN
+from textcnn.text import split
 
 pytestmark = pytest.mark.e2e
 
@@ -89,18 +93,33 @@ def test_train_killed_and_resumed_then_eval(tmp_path):
     assert (tmp_path / "eval_confusion.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def _binary_vectors(path, words, dim):
+    """word2vec's binary format with random vectors for words."""
+    rng = np.random.default_rng(0)
+    vectors = {w: rng.normal(size=dim).astype("<f4") for w in words}
+    with open(path, "wb") as f:
+        f.write(f"{len(vectors)} {dim}\n".encode())
+        for w, v in vectors.items():
+            f.write(w.encode() + b" " + v.tobytes() + b"\n")
+    return vectors
+
+
 def test_tune_runs_two_trials_and_exports_the_best(tmp_path):
     """Ray Tune over the training loop: two short trials under ASHA, the best one refit on every row
-    and exported."""
+    and exported; with frozen pre-trained vectors (word2vec binary), whose size no trial draws."""
     model, data = tmp_path / "tuned", tmp_path / "train.parquet"
     pq.write_table(pq.read_table(SAMPLE_TRAIN).slice(0, 2000), data)            # short trials
+    counts = Counter(w for text in pq.read_table(data).column("text").to_pylist() for w in split(text))
+    vectors = _binary_vectors(tmp_path / "vectors.bin", [w for w, _ in counts.most_common(300)], dim=16)
     out = run([sys.executable, "jobs/tune.py", "--train", str(data), "--output", str(model),
-               "--samples", "2", "--epochs", "1", "--max-length", "32", "--val-fraction", "0.25"]).stdout
+               "--samples", "2", "--epochs", "1", "--max-length", "32", "--val-fraction", "0.25",
+               "--embeddings", str(tmp_path / "vectors.bin"), "--freeze-embeddings"]).stdout
     trials = [json.loads(line.split(" ", 1)[1]) for line in out.splitlines() if line.startswith("trial ")]
     assert len(trials) == 2 and all(t["error"] is None and t["epochs"] >= 1 for t in trials)
+    assert all(t["embed_dim"] == 16 for t in trials)                  # the file's, not a draw
     best = max(trials, key=lambda t: t["best_val_metric"])
     saved = json.loads((model / "config.json").read_text())
-    assert saved["model"]["embed_dim"] == best["embed_dim"] and saved["model"]["num_filters"] == best["num_filters"]
+    assert saved["model"]["embed_dim"] == 16 and saved["model"]["num_filters"] == best["num_filters"]
     metrics = json.loads((model / "metrics.json").read_text())
     assert metrics["validation"]["accuracy"] == pytest.approx(best["best_val_metric"])
     assert metrics["validation"]["rows"] == 500 and saved["train"]["val_fraction"] == 0.25   # of 2,000 rows
@@ -108,6 +127,13 @@ def test_tune_runs_two_trials_and_exports_the_best(tmp_path):
     assert metrics["refit"]["rows"] == 2000 and metrics["refit"]["epochs"] == metrics["validation"]["epoch"] + 1
     assert len(metrics["refit"]["train_loss"]) == metrics["refit"]["epochs"]
     assert "refit on all 2000 rows for 1 epoch(s)" in out and "written to" in out
+    # frozen through the trials and the refit: the file's words keep exactly the file's vectors
+    loaded = artifacts.load(str(model))
+    weight, index = loaded.model.embedding.weight.detach().numpy(), loaded.tokenizer.tokens
+    kept = [(index.index(w), v) for w, v in vectors.items() if w in index]
+    assert len(kept) >= 250
+    for row, v in kept:
+        np.testing.assert_array_equal(weight[row], v)
 
 
 def test_missing_column_is_one_line_naming_the_file(tmp_path):
