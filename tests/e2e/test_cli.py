@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tests.procs import Jobs, train_killed_then_resumed
+from tests.vectors import write_vectors
 from textcnn import artifacts
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN
 from textcnn.text import split
@@ -93,24 +94,15 @@ def test_train_killed_and_resumed_then_eval(tmp_path):
     assert (tmp_path / "eval_confusion.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def _binary_vectors(path, words, dim):
-    """word2vec's binary format with random vectors for words."""
-    rng = np.random.default_rng(0)
-    vectors = {w: rng.normal(size=dim).astype("<f4") for w in words}
-    with open(path, "wb") as f:
-        f.write(f"{len(vectors)} {dim}\n".encode())
-        for w, v in vectors.items():
-            f.write(w.encode() + b" " + v.tobytes() + b"\n")
-    return vectors
-
-
 def test_tune_runs_two_trials_and_exports_the_best(tmp_path):
     """Ray Tune over the training loop: two short trials under ASHA, the best one refit on every row
     and exported; with frozen pre-trained vectors (word2vec binary), whose size no trial draws."""
     model, data = tmp_path / "tuned", tmp_path / "train.parquet"
     pq.write_table(pq.read_table(SAMPLE_TRAIN).slice(0, 2000), data)            # short trials
     counts = Counter(w for text in pq.read_table(data).column("text").to_pylist() for w in split(text))
-    vectors = _binary_vectors(tmp_path / "vectors.bin", [w for w, _ in counts.most_common(300)], dim=16)
+    rng = np.random.default_rng(0)
+    vectors = {w: rng.normal(size=16).astype(np.float32) for w, _ in counts.most_common(300)}
+    write_vectors(tmp_path / "vectors.bin", vectors, binary=True)
     out = run([sys.executable, "jobs/tune.py", "--train", str(data), "--output", str(model),
                "--samples", "2", "--epochs", "1", "--max-length", "32", "--val-fraction", "0.25",
                "--embeddings", str(tmp_path / "vectors.bin"), "--freeze-embeddings"]).stdout

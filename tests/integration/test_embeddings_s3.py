@@ -1,10 +1,9 @@
 """--embeddings from object storage: word2vec binary (gzipped) and text files on the S3 endpoint."""
 
-import gzip
-
 import numpy as np
 import pytest
 
+from tests.vectors import write_vectors
 from textcnn.config import TokenizerConfig
 from textcnn.embeddings import read_vectors
 from textcnn.storage import StorageError
@@ -19,13 +18,9 @@ def test_binary_and_text_vectors_read_from_s3_alike(s3, tmp_path):
     tokenizer = builder.build()
     rng = np.random.default_rng(0)
     vectors = {w: rng.normal(size=5).astype("<f4") for w in ["the", "film", "plot", "zebra"]}
-    with gzip.open(tmp_path / "v.bin.gz", "wb") as f:
-        f.write(b"4 5\n" + b"".join(w.encode() + b" " + v.tobytes() + b"\n" for w, v in vectors.items()))
-    (tmp_path / "v.txt").write_text("".join(f"{w} {' '.join(repr(float(x)) for x in v)}\n"
-                                            for w, v in vectors.items()), encoding="utf-8")
     bucket = s3.bucket("textcnn-vectors")
     for name in ("v.bin.gz", "v.txt"):
-        s3.upload(str(tmp_path / name), f"{bucket}/{name}")
+        s3.upload(write_vectors(tmp_path / name, vectors, binary=".bin" in name), f"{bucket}/{name}")
     binary, text = read_vectors(f"{bucket}/v.bin.gz", tokenizer), read_vectors(f"{bucket}/v.txt", tokenizer)
     index = {t: i for i, t in enumerate(tokenizer.tokens)}
     for word in ("the", "film", "plot"):

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import dataset
+from tests.vectors import write_vectors
 from textcnn import artifacts
 from textcnn.config import ModelConfig, ScoreConfig, TrainConfig
 from textcnn.evaluation import evaluate_parquet
@@ -43,10 +44,7 @@ def _vectors_file(path, words, dim, seed=0):
     """A word2vec text file (header "count dim") with random vectors for words."""
     rng = np.random.default_rng(seed)
     vectors = {w: rng.normal(size=dim).astype(np.float32).round(4) for w in words}
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(f"{len(vectors)} {dim}\n")
-        for w, v in vectors.items():
-            f.write(w + " " + " ".join(f"{x:.4f}" for x in v) + "\n")
+    write_vectors(path, vectors)
     return vectors
 
 

@@ -1,11 +1,10 @@
 """--embeddings: word2vec (text or binary) and GloVe files, frozen or fine-tuned starting vectors."""
 
-import gzip
-
 import numpy as np
 import pytest
 import torch
 
+from tests.vectors import write_vectors
 from textcnn.config import ModelConfig, TokenizerConfig, TrainConfig
 from textcnn.embeddings import read_vectors
 from textcnn.loop import Objective, optimizer_and_schedule, train_epoch
@@ -47,27 +46,12 @@ def test_a_ragged_or_non_numeric_line_is_named(tmp_path, tokenizer):
         read_vectors(_write(tmp_path / "w.txt", ["the 1 x 3"]), tokenizer)
 
 
-def _write_binary(path, records, count=None):
-    """word2vec's binary format, as its C tool and gensim write it."""
-    body = b"".join(w.encode() + b" " + np.asarray(v, dtype="<f4").tobytes() + b"\n" for w, v in records)
-    data = f"{count or len(records)} {len(records[0][1])}\n".encode() + body
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "wb") as f:
-        f.write(data)
-    return str(path)
-
-
 @pytest.mark.parametrize("name", ["v.bin", "v.bin.gz", "v.txt.gz"])
 def test_binary_and_gzipped_files_read_like_the_text_format(tmp_path, tokenizer, name):
     # float32s whose bytes hold a space and a newline, which a line or token split would cut at
     odd = np.frombuffer(b" \n \x3f", dtype="<f4")[0]
-    records = [("The", [1, 2, odd]), ("film", [4, 5, 6]), ("中文", [7, 8, 9]), ("the", [0, 0, 0])]
-    if name.endswith(".bin") or name.endswith(".bin.gz"):
-        uri = _write_binary(tmp_path / name, records)
-    else:
-        uri = str(tmp_path / name)
-        with gzip.open(uri, "wt", encoding="utf-8") as f:
-            f.write("4 3\n" + "".join(f"{w} {' '.join(repr(float(x)) for x in v)}\n" for w, v in records))
+    records = {"The": [1, 2, odd], "film": [4, 5, 6], "中文": [7, 8, 9], "the": [0, 0, 0]}
+    uri = write_vectors(tmp_path / name, records, binary=".bin" in name)
     vectors = read_vectors(uri, tokenizer)
     index = {t: i for i, t in enumerate(tokenizer.tokens)}
     assert vectors.shape == (len(tokenizer), 3)
@@ -77,7 +61,7 @@ def test_binary_and_gzipped_files_read_like_the_text_format(tmp_path, tokenizer,
 
 
 def test_a_binary_file_shorter_than_its_header_is_named(tmp_path, tokenizer):
-    uri = _write_binary(tmp_path / "v.bin", [("the", [1, 2, 3]), ("film", [4, 5, 6])], count=3)
+    uri = write_vectors(tmp_path / "v.bin", {"the": [1, 2, 3], "film": [4, 5, 6]}, binary=True, count=3)
     with pytest.raises(DataError, match=r"v.bin: the file ends in vector 3 of the 3 its header declares"):
         read_vectors(uri, tokenizer)
 
