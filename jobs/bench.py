@@ -1,6 +1,6 @@
 """Scoring benchmark: the bare ceiling against the scoring run end to end at 1x and 10x the corpus,
-memory at both, the tokenizer against fastText, and int8 against fp32. Prints figures and which
-targets they meet; asserts nothing.
+memory at both, the 1x corpus as many small files, the tokenizer against fastText, and int8 against
+fp32. Prints figures and which targets they meet; asserts nothing.
 
     python jobs/bench.py                       # local Ray: 300,000 rows, then 3,000,000
     RAY_AUTH_MODE=token ray job submit --address http://HEAD:8265 --working-dir . -- \
@@ -39,10 +39,12 @@ from textcnn.cli import run_process  # noqa: E402
 @click.option("--labelled", default=None,
               help="Parquet with text and label columns for int8's accuracy change; default: the bundled "
                    "held-out sample.")
+@click.option("--small-files", default=128, show_default=True,
+              help="Also score the 1x corpus as files of this many rows (0: skip).")
 @click.option("--workdir", default="runs/bench", show_default=True)
 def main(rows: int, scale: int, model: str | None, actors: int, cpus_per_actor: float, batch_size: int,
          gpus: bool, precision: str, input_dir: str | None, id_column: str, text_column: str,
-         labelled: str | None, workdir: str) -> None:
+         labelled: str | None, small_files: int, workdir: str) -> None:
     from textcnn import bench, runtime
     from textcnn.config import ScoreConfig
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -65,14 +67,33 @@ def main(rows: int, scale: int, model: str | None, actors: int, cpus_per_actor: 
     bare = bench.bare_loop(model, folders[0], threads, precision, columns=columns, use_gpu=gpus)
     tokens = bench.tokenizer_speed(model, folders[0], text_column=text_column)
     quantized = bench.int8_report(model, folders[0], labelled, columns=columns)
+
+    def scored(folder: str, run_id: str) -> bench.PipelineRun:
+        return bench.pipeline(ScoreConfig(
+            model=model, input=folder, output=os.path.join(workdir, "scores"), run_id=run_id,
+            id_column=id_column, text_column=text_column, actors=actors, cpus_per_actor=cpus_per_actor,
+            batch_size=batch_size, use_gpu=gpus, precision=precision))
+
     runs = []
     for folder, n in zip(folders, sizes):
         click.echo(f"scoring {n:,} rows with {actors} actor(s) x {cpus_per_actor:g} CPU ...", err=True)
-        runs.append(bench.pipeline(ScoreConfig(
-            model=model, input=folder, output=os.path.join(workdir, "scores"), run_id=f"bench-{n}",
-            id_column=id_column, text_column=text_column, actors=actors, cpus_per_actor=cpus_per_actor,
-            batch_size=batch_size, use_gpu=gpus, precision=precision)))
-    click.echo("\n".join(_report(runs, bare, tokens, quantized, threads, actors, cpus_per_actor)))
+        runs.append(scored(folder, f"bench-{n}"))
+    lines = _report(runs, bare, tokens, quantized, threads, actors, cpus_per_actor)
+    if small_files and not input_dir:
+        folder = os.path.join(workdir, f"corpus-{sizes[0]}-in-{small_files}")
+        bench.recut(folders[0], folder, small_files)
+        click.echo(f"scoring the {sizes[0]:,} rows as files of {small_files} rows ...", err=True)
+        lines.append(_small_files_line(runs[0], scored(folder, f"bench-{sizes[0]}-in-{small_files}"), small_files))
+    click.echo("\n".join(lines))
+
+
+def _small_files_line(one, small, rows_per_file: int) -> str:
+    def layout(run) -> str:
+        files, units = len(run.manifest["input"]["files"]), run.manifest["resume"]["units"]
+        return f"{files:,} file{'s' * (files != 1)}, {units:,} unit{'s' * (units != 1)}"
+    return (f"the {small.rows:,} rows as files of {rows_per_file} rows ({layout(small)}): "
+            f"{small.rows_per_second:8,.0f} rows/s = {small.rows_per_second / one.rows_per_second:.2f} x "
+            f"the 1x run ({layout(one)})")
 
 
 def _verdict(ok: bool) -> str:

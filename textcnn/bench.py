@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
@@ -67,6 +68,16 @@ def corpus(folder: str, rows: int, copies_per_file: int = 5) -> int:
     if not glob.glob(os.path.join(folder, "*.parquet")):
         return make_corpus(SAMPLE_TEST, folder, copies, max(1, copies // copies_per_file))
     return rows_in(folder)
+
+
+def recut(source: str, folder: str, rows_per_file: int) -> None:
+    """source's Parquet files (a folder) rewritten, in order, as files of rows_per_file rows (made
+    once): the same rows as many small files, as a streaming sink leaves them."""
+    if not glob.glob(os.path.join(folder, "*.parquet")):
+        os.makedirs(folder, exist_ok=True)
+        table = pa.concat_tables(pq.read_table(p) for p in sorted(glob.glob(os.path.join(source, "*.parquet"))))
+        for i, start in enumerate(range(0, table.num_rows, rows_per_file)):
+            pq.write_table(table.slice(start, rows_per_file), os.path.join(folder, f"part-{i:06d}.parquet"))
 
 
 def rows_in(folder: str) -> int:

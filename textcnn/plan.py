@@ -2,9 +2,11 @@
 
 Everything here runs on the driver from Parquet footers (no data pages), before any actor starts:
 missing columns, unusable column types and unreadable files are found up front and reported together.
-A unit is a run of consecutive row groups of one file; it is what the run commits, and what a
-resumed run skips, as one piece. Row numbers are positions within the file, so (file, row) names
-every input row across reruns.
+A unit is a run of consecutive row groups, up to unit_rows rows, of one file or, where files are
+small, of several consecutive files up to PACK_ROWS rows (its pieces); it is what the run commits,
+and what a resumed run skips, as one. Packing small files together keeps a corpus of many small
+files from paying a task, a staged file and a commit per file. Row numbers are positions within the file, so
+(file, row) names every input row across reruns.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hashlib
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +30,11 @@ from textcnn.rows import DataError
 log = logging.getLogger(__name__)
 
 _IO_THREADS = 16      # footers are small reads dominated by latency (S3 round trips)
+# Files share a unit up to this many rows: enough that a corpus of small files does not pay a read
+# task, a staged file and a commit per file (a unit costs ~0.1 s of those over S3, its 8,192 rows
+# ~3 s on a CPU actor), few enough that a corpus of a few hundred thousand rows still makes
+# units for every read task of a cluster.
+PACK_ROWS = 8192
 
 
 @dataclass(frozen=True)
@@ -38,12 +45,22 @@ class InputFile:
 
 
 @dataclass(frozen=True)
-class Unit:
-    index: int
+class Piece:
+    """A unit's rows from one file."""
     file: int                     # index into Plan.files
     row_groups: tuple[int, ...]   # row group indices, consecutive
-    first_row: int                # the unit's first row, counted within its file
+    first_row: int                # the piece's first row, counted within its file
     rows: int
+
+
+@dataclass(frozen=True)
+class Unit:
+    index: int
+    pieces: tuple[Piece, ...]     # in file order; only the first and last may be part of a file
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.pieces)
 
 
 @dataclass
@@ -64,8 +81,10 @@ class Plan:
         return sum(f.rows for f in self.files)
 
     def fingerprint(self) -> str:
-        """Identifies the input as planned: a resumed run must see the same files and rows."""
-        canonical = json.dumps([[f.uri, f.rows, f.row_groups] for f in self.files], sort_keys=True)
+        """Identifies the input as planned: a resumed run must see the same files and rows, cut into
+        the same units (a unit's index names the same rows)."""
+        canonical = json.dumps([[[f.uri, f.rows, f.row_groups] for f in self.files],
+                                [[astuple(p) for p in u.pieces] for u in self.units]], sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
@@ -102,18 +121,27 @@ def _column_problems(uri: str, schema: pa.Schema, id_column: str, text_column: s
 
 
 def _units(files: list[InputFile], unit_rows: int) -> list[Unit]:
-    """Consecutive row groups of each file packed up to unit_rows (a bigger row group is one unit)."""
+    """Row groups, in file order, packed up to unit_rows per unit (a bigger row group is one unit);
+    a file joins the unit before it only while that unit stays within PACK_ROWS. A unit's row
+    groups of one file make one piece."""
     units: list[Unit] = []
+    pieces: list[Piece] = []
+    rows, pack_rows = 0, min(unit_rows, PACK_ROWS)
     for f_index, f in enumerate(files):
-        start, groups, rows = 0, [], 0
+        start = 0
         for g, n in enumerate(f.row_groups):
-            if groups and rows + n > unit_rows:
-                units.append(Unit(len(units), f_index, tuple(groups), start, rows))
-                start, groups, rows = start + rows, [], 0
-            groups.append(g)
-            rows += n
-        if groups:
-            units.append(Unit(len(units), f_index, tuple(groups), start, rows))
+            same_file = bool(pieces) and pieces[-1].file == f_index
+            if pieces and rows + n > (unit_rows if same_file else pack_rows):
+                units.append(Unit(len(units), tuple(pieces)))
+                pieces, rows, same_file = [], 0, False
+            if same_file:
+                last = pieces[-1]
+                pieces[-1] = Piece(f_index, last.row_groups + (g,), last.first_row, last.rows + n)
+            else:
+                pieces.append(Piece(f_index, (g,), start, n))
+            rows, start = rows + n, start + n
+    if pieces:
+        units.append(Unit(len(units), tuple(pieces)))
     return units
 
 
@@ -173,8 +201,8 @@ def _file_ids(fs: FileSystem, uri: str, id_column: str) -> pa.Array | str:
 
 
 def duplicate_rows(plan: Plan, id_column: str) -> tuple[dict[int, np.ndarray], dict[str, str]]:
-    """Rows (numbers within their file) whose non-null id already occurred earlier in the input,
-    grouped by unit, and the files whose ids could not be read ({uri: reason}). "Earlier" is file
+    """Rows (row_key: file and row within it) whose non-null id already occurred earlier in the
+    input, grouped by unit, and the files whose ids could not be read ({uri: reason}). "Earlier" is file
     order, then row order, so the choice is the same on every rerun.
 
     The driver holds every id of the run once (8 bytes per row plus the ids themselves).
@@ -185,7 +213,7 @@ def duplicate_rows(plan: Plan, id_column: str) -> tuple[dict[int, np.ndarray], d
     bad = {f.uri: f"ids not readable: {c}" for f, c in zip(plan.files, columns) if isinstance(c, str)}
     if bad:
         return {}, bad
-    keys = [np.arange(f.rows, dtype=np.int64) + (i << 40) for i, f in enumerate(plan.files)]
+    keys = [row_key(i, np.arange(f.rows)) for i, f in enumerate(plan.files)]
     table = pa.table({"id": pa.chunked_array(columns) if columns else pa.array([], pa.string()),
                       "key": pa.chunked_array([pa.array(k) for k in keys], pa.int64())})
     table = table.filter(pc.is_valid(table["id"]))
@@ -198,11 +226,18 @@ def duplicate_rows(plan: Plan, id_column: str) -> tuple[dict[int, np.ndarray], d
     return _by_unit(plan, np.sort(later["key"].to_numpy())), {}
 
 
+def row_key(file: int, rows: np.ndarray) -> np.ndarray:
+    """(file, row) as one int64 key, as duplicate_rows gives them."""
+    return rows.astype(np.int64) + (file << 40)
+
+
 def _by_unit(plan: Plan, keys: np.ndarray) -> dict[int, np.ndarray]:
     files, rows = keys >> 40, keys & ((1 << 40) - 1)
-    out: dict[int, list] = {}
+    out: dict[int, np.ndarray] = {}
     for unit in plan.units:
-        mask = (files == unit.file) & (rows >= unit.first_row) & (rows < unit.first_row + unit.rows)
+        mask = np.zeros(len(keys), dtype=bool)
+        for p in unit.pieces:
+            mask |= (files == p.file) & (rows >= p.first_row) & (rows < p.first_row + p.rows)
         if mask.any():
-            out[unit.index] = rows[mask]
+            out[unit.index] = keys[mask]
     return out

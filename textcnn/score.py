@@ -121,8 +121,9 @@ def _limits(config: ScoreConfig) -> RowLimits:
 
 def _pipeline(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, dups: dict[int, np.ndarray],
               pending: list, layout: runs.Layout, lineage: dict[str, str]) -> ray.data.Dataset:
-    items = [{"unit": u.index, "uri": plan.files[u.file].uri, "row_groups": list(u.row_groups),
-              "first_row": u.first_row, "dups": dups.get(u.index, np.empty(0, np.int64)).tolist()}
+    items = [{"unit": u.index, "dups": dups.get(u.index, np.empty(0, np.int64)).tolist(),
+              "pieces": [{"file": p.file, "uri": plan.files[p.file].uri, "row_groups": list(p.row_groups),
+                          "first_row": p.first_row, "rows": p.rows} for p in u.pieces]}
              for u in pending]
     fs = storage.filesystem(config.input)
     ds = ray.data.from_items(items, override_num_blocks=len(items))
@@ -143,7 +144,7 @@ def _pipeline(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, du
                           batch_format="pyarrow", num_cpus=0.25, fn_kwargs=dict(
                               fs=storage.filesystem(config.output),
                               unit_dirs={u.index: layout.unit_dir(u.index) for u in pending},
-                              sources={u.index: plan.files[u.file].uri for u in pending},
+                              sources={p.file: plan.files[p.file].uri for u in pending for p in u.pieces},
                               id_column=config.id_column, lineage=lineage))
 
 

@@ -13,6 +13,8 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,7 @@ import pyarrow.parquet as pq
 from pyarrow.fs import FileSystem
 
 from textcnn import drift, storage
+from textcnn.plan import row_key
 from textcnn.rows import DataError, RowLimits, as_mask, check_rows
 from textcnn.text import cached_tokenizer
 
@@ -32,6 +35,7 @@ PRED_LABELS = "predicted_labels"   # multi-label models: every class at or above
 EXPLANATION = "explanation"     # with --explain K: JSON [{"ngram", "contribution"}], strongest first
 LINEAGE = ("model_version", "vocab_hash", "run_id")
 READ_ROWS = 8192            # rows per record batch read from a unit
+READ_AHEAD_THREADS = 8      # small pieces of a unit read at once: their latency, not bandwidth, counts
 TEXT_PREFIX_CHARS = 200     # of a dead-lettered text, kept to help find the problem
 
 
@@ -40,14 +44,18 @@ def tokens_of(batch: pa.Table) -> np.ndarray:
     return column.flatten().to_numpy().reshape(len(column), column.type.list_size)
 
 
-def _checked_table(unit: dict, first_row: int, rb: pa.RecordBatch, tokenizer, limits: RowLimits) -> pa.Table:
+def _checked_table(unit: dict, piece: dict, first_row: int, seq: int, rb: pa.RecordBatch, tokenizer,
+                   limits: RowLimits) -> pa.Table:
     rows = np.arange(first_row, first_row + rb.num_rows, dtype=np.int64)
-    checked = check_rows(rb.column(0), rb.column(1), np.isin(rows, unit["dups"]), tokenizer, limits)
+    checked = check_rows(rb.column(0), rb.column(1), np.isin(row_key(piece["file"], rows), unit["dups"]),
+                         tokenizer, limits)
     bad = checked.reasons != None  # noqa: E711
     ids = rb.column(0)
     return pa.table({
         "unit": pa.array(np.full(rb.num_rows, unit["unit"], dtype=np.int32)),
-        "row": pa.array(rows),
+        "file": pa.array(np.full(rb.num_rows, piece["file"], dtype=np.int32)),
+        "row": pa.array(rows),                                  # within its file
+        "seq": pa.array(np.arange(seq, seq + rb.num_rows, dtype=np.int64)),   # within its unit
         "id": ids.cast(pa.string()) if pa.types.is_large_string(ids.type) else ids,
         "reason": pa.array(checked.reasons, pa.string()),
         "text_prefix": pa.array([t[:TEXT_PREFIX_CHARS] if b and t is not None else None
@@ -56,21 +64,51 @@ def _checked_table(unit: dict, first_row: int, rb: pa.RecordBatch, tokenizer, li
     })
 
 
-def read_unit(batch: pa.Table, fs: FileSystem, id_column: str, text_column: str, vocab: dict[str, Any],
-              vocab_hash: str, limits: RowLimits) -> Iterator[pa.Table]:
-    """The CPU stage: read one unit's rows, check them and tokenize the good ones."""
-    unit = batch.to_pylist()[0]
-    tokenizer = cached_tokenizer(vocab, vocab_hash)
-    row = unit["first_row"]
+def _read_piece(fs: FileSystem, piece: dict, columns: list[str]) -> pa.Table:
+    with fs.open_input_file(storage.path_of(piece["uri"])) as f:
+        return pq.ParquetFile(f).read_row_groups(piece["row_groups"], columns=columns)
+
+
+def _piece_batches(fs: FileSystem, piece: dict, columns: list[str],
+                   ahead: Future | None) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """(first row, record batch) of a piece: from its table read ahead, or streamed from its file."""
+    row = piece["first_row"]
     try:
-        with fs.open_input_file(storage.path_of(unit["uri"])) as f:
-            for rb in pq.ParquetFile(f).iter_batches(batch_size=READ_ROWS, row_groups=unit["row_groups"],
-                                                     columns=[id_column, text_column]):
-                yield _checked_table(unit, row, rb, tokenizer, limits)
+        with ExitStack() as stack:
+            if ahead is not None:
+                batches = iter(ahead.result().to_batches(max_chunksize=READ_ROWS))
+            else:
+                f = stack.enter_context(fs.open_input_file(storage.path_of(piece["uri"])))
+                batches = pq.ParquetFile(f).iter_batches(batch_size=READ_ROWS, row_groups=piece["row_groups"],
+                                                         columns=columns)
+            for rb in batches:
+                yield row, rb
                 row += rb.num_rows
     except (OSError, pa.ArrowException) as e:
-        raise DataError(f"{unit['uri']}: cannot read rows from {row} "
-                        f"(row groups {unit['row_groups']}): {storage.reason(e)}") from None
+        raise DataError(f"{piece['uri']}: cannot read rows from {row} "
+                        f"(row groups {piece['row_groups']}): {storage.reason(e)}") from None
+
+
+def read_unit(batch: pa.Table, fs: FileSystem, id_column: str, text_column: str, vocab: dict[str, Any],
+              vocab_hash: str, limits: RowLimits) -> Iterator[pa.Table]:
+    """The CPU stage: read one unit's rows, piece by piece, check them and tokenize the good ones,
+    in tables of about READ_ROWS rows. Small pieces (small files packed into the unit) are read
+    ahead in threads, so their round trips to storage overlap; they hold about PACK_ROWS rows in all."""
+    unit = batch.to_pylist()[0]
+    tokenizer = cached_tokenizer(vocab, vocab_hash)
+    columns, seq, pending = [id_column, text_column], 0, []
+    with ThreadPoolExecutor(READ_AHEAD_THREADS) as pool:
+        ahead = [pool.submit(_read_piece, fs, p, columns) if p["rows"] <= READ_ROWS else None
+                 for p in unit["pieces"]]
+        for piece, future in zip(unit["pieces"], ahead):
+            for first_row, rb in _piece_batches(fs, piece, columns, future):
+                pending.append(_checked_table(unit, piece, first_row, seq, rb, tokenizer, limits))
+                seq += rb.num_rows
+                if sum(t.num_rows for t in pending) >= READ_ROWS:
+                    yield pa.concat_tables(pending)
+                    pending = []
+    if pending:
+        yield pa.concat_tables(pending)
 
 
 def _scores_table(part: pa.Table, id_column: str, lineage: dict[str, str]) -> pa.Table:
@@ -82,8 +120,9 @@ def _scores_table(part: pa.Table, id_column: str, lineage: dict[str, str]) -> pa
     return out
 
 
-def _dead_table(part: pa.Table, source: str, run_id: str) -> pa.Table:
-    return pa.table({"id": part["id"].cast(pa.string()), "source_file": [source] * part.num_rows,
+def _dead_table(part: pa.Table, sources: dict[int, str], run_id: str) -> pa.Table:
+    return pa.table({"id": part["id"].cast(pa.string()),
+                     "source_file": pa.array([sources[f] for f in part["file"].to_pylist()], pa.string()),
                      "source_row": part["row"], "reason": part["reason"], "text_prefix": part["text_prefix"],
                      "run_id": [run_id] * part.num_rows})
 
@@ -94,10 +133,11 @@ def _write(fs: FileSystem, uri: str, table: pa.Table) -> None:
     pq.write_table(table, path, filesystem=fs)
 
 
-def _unit_part(fs: FileSystem, part: pa.Table, unit_dir: str, source: str, id_column: str,
+def _unit_part(fs: FileSystem, part: pa.Table, unit_dir: str, sources: dict[int, str], id_column: str,
                lineage: dict[str, str]) -> dict[str, Any]:
-    """Write one unit's rows of a block as a score file and a dead-letter file; their summary."""
-    first = int(pc.min(part["row"]).as_py())
+    """Write one unit's rows of a block as a score file and a dead-letter file, named by the block's
+    first row in the unit (so a retried block writes the same names); their summary."""
+    first = int(pc.min(part["seq"]).as_py())
     bad = as_mask(part["reason"].is_valid())
     scored, dead = part.filter(pa.array(~bad)), part.filter(pa.array(bad))
     record: dict[str, Any] = {"rows": part.num_rows, "files": []}
@@ -107,7 +147,7 @@ def _unit_part(fs: FileSystem, part: pa.Table, unit_dir: str, source: str, id_co
         record["files"].append({"kind": "score", "uri": uri, "rows": scored.num_rows})
     if dead.num_rows:
         uri = storage.join(unit_dir, f"dead-{first:012d}.parquet")
-        _write(fs, uri, _dead_table(dead, source, lineage["run_id"]))
+        _write(fs, uri, _dead_table(dead, sources, lineage["run_id"]))
         record["files"].append({"kind": "dead", "uri": uri, "rows": dead.num_rows})
     record["labels"] = dict(Counter(scored[PRED_LABEL].to_pylist()))
     record["top_prob_histogram"] = drift.histogram(scored[PRED_PROB].to_numpy())
@@ -117,10 +157,11 @@ def _unit_part(fs: FileSystem, part: pa.Table, unit_dir: str, source: str, id_co
 
 def write_parts(batch: pa.Table, fs: FileSystem, unit_dirs: dict[int, str], sources: dict[int, str],
                 id_column: str, lineage: dict[str, str]) -> pa.Table:
-    """The write stage: each unit's rows in this block to staging; one summary row per unit."""
+    """The write stage: each unit's rows in this block to staging; one summary row per unit.
+    sources: the input file's URI by its index in the plan, for dead letters."""
     out = []
     for unit in np.unique(batch["unit"].to_numpy()).tolist():
         part = batch.filter(pc.equal(batch["unit"], unit))
-        record = _unit_part(fs, part, unit_dirs[unit], sources[unit], id_column, lineage)
+        record = _unit_part(fs, part, unit_dirs[unit], sources, id_column, lineage)
         out.append({"unit": unit, "record": json.dumps(record)})
     return pa.Table.from_pylist(out, schema=pa.schema([("unit", pa.int32()), ("record", pa.string())]))

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_prints_the_ceiling_the_run_memory_the_tokenizer_and_int8(tmp_path):
+def test_bench_prints_the_ceiling_the_run_memory_small_files_the_tokenizer_and_int8(tmp_path):
     model = untrained_model(str(tmp_path / "model"))   # the bench's own default trains one
     proc = subprocess.run([sys.executable, "jobs/bench.py", "--rows", "1275", "--scale", "2", "--model",
                            model, "--workdir", str(tmp_path)],
@@ -22,6 +22,7 @@ def test_bench_prints_the_ceiling_the_run_memory_the_tokenizer_and_int8(tmp_path
     out = proc.stdout
     for needle in ("bare loop", "scoring run", "x bare", "tokenizer alone", "1,275 rows:", "2,550 rows:",
                    "actor peak at 2x the corpus", "the run once started", "scoring actors",
-                   "fastText predict, same texts", "x fastText", "int8, 1 torch thread", "(int8)"):
+                   "fastText predict, same texts", "x fastText", "int8, 1 torch thread", "(int8)",
+                   "the 1,275 rows as files of 128 rows (10 files, 1 unit):"):
         assert needle in out, out
     assert "actor     0 MiB" not in out        # the actor's memory was really read

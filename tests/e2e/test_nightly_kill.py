@@ -44,7 +44,9 @@ class ScoreJobs(Jobs):
 @pytest.fixture
 def jobs(tmp_path, tiny_model_dir):
     corpus = tmp_path / "corpus"
-    table = _corpus(corpus, files=20, rows=1000)
+    # files of 250 rows in row groups of 62 (and one of 2): two files per 500-row unit, so the killed
+    # run commits, and the resumed one reuses, units that span files
+    table = _corpus(corpus, files=80, rows=250)
     j = ScoreJobs(tmp_path, Path(tiny_model_dir), corpus, tmp_path / "out")
     j.table, j.model, j.out = table, tiny_model_dir, tmp_path / "out"
     yield j

@@ -5,13 +5,16 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import astuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from textcnn import plan as plan_module
 from textcnn import runs
-from textcnn.plan import duplicate_rows, plan_input
+from textcnn.plan import duplicate_rows, plan_input, row_key
 from textcnn.rows import DataError
 
 pytestmark = pytest.mark.unit
@@ -26,11 +29,34 @@ def test_units_pack_row_groups_and_duplicates_keep_the_first_occurrence(tmp_path
     _write(tmp_path / "a.parquet", [f"a{i}" for i in range(10)], row_group_size=3)   # groups 3,3,3,1
     _write(tmp_path / "b.parquet", ["b0", "a2", "b2", "a2", None, None])
     plan = plan_input(str(tmp_path), "id", "text", unit_rows=6)
-    assert [(u.file, u.row_groups, u.first_row, u.rows) for u in plan.units] == \
-        [(0, (0, 1), 0, 6), (0, (2, 3), 6, 4), (1, (0,), 0, 6)]
+    assert [[astuple(p) for p in u.pieces] for u in plan.units] == \
+        [[(0, (0, 1), 0, 6)], [(0, (2, 3), 6, 4)], [(1, (0,), 0, 6)]]       # (file, row groups, first row, rows)
+    assert [u.rows for u in plan.units] == [6, 4, 6]
     assert plan.rows == 16 and len(plan.fingerprint()) == 16
     dups, bad = duplicate_rows(plan, "id")
-    assert list(dups) == [2] and dups[2].tolist() == [1, 3] and bad == {}   # a2 is first seen in a.parquet
+    assert list(dups) == [2] and dups[2].tolist() == row_key(1, np.array([1, 3])).tolist()
+    assert bad == {}                                                        # a2 is first seen in a.parquet
+
+
+def test_small_files_share_units_and_their_duplicates_stay_with_their_file(tmp_path, monkeypatch):
+    for f in range(5):                                                      # 3 rows each: 15 rows
+        _write(tmp_path / f"p{f}.parquet", [f"f{f}-{i}" for i in range(3)] if f != 3 else ["f0-1", "x", "f3-2"])
+    _write(tmp_path / "big.parquet", [f"b{i}" for i in range(9)], row_group_size=4)   # groups 4, 4, 1
+    plan = plan_input(str(tmp_path), "id", "text", unit_rows=8)
+    assert [f.uri.rsplit("/", 1)[1] for f in plan.files] == ["big.parquet"] + [f"p{f}.parquet" for f in range(5)]
+    assert [[astuple(p) for p in u.pieces] for u in plan.units] == [
+        [(0, (0, 1), 0, 8)],                                                # big's first two groups
+        [(0, (2,), 8, 1), (1, (0,), 0, 3), (2, (0,), 0, 3)],                  # its last group + two small files
+        [(3, (0,), 0, 3), (4, (0,), 0, 3)],
+        [(5, (0,), 0, 3)]]
+    assert [u.rows for u in plan.units] == [8, 7, 6, 3] and sum(u.rows for u in plan.units) == plan.rows == 24
+    dups, _ = duplicate_rows(plan, "id")
+    assert {u: k.tolist() for u, k in dups.items()} == {2: row_key(4, np.array([0])).tolist()}   # p3's f0-1
+    other = plan_input(str(tmp_path), "id", "text", unit_rows=9)            # cut otherwise: another plan
+    assert other.fingerprint() != plan.fingerprint()
+    monkeypatch.setattr(plan_module, "PACK_ROWS", 6)     # files join a unit only up to PACK_ROWS rows,
+    packed = plan_input(str(tmp_path), "id", "text", unit_rows=8)           # a file's own groups up to unit_rows
+    assert [u.rows for u in packed.units] == [8, 4, 6, 6]
 
 
 def test_every_input_problem_is_named_at_once(tmp_path):
