@@ -144,7 +144,6 @@ def _pipeline(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, du
                           batch_format="pyarrow", num_cpus=0.25, fn_kwargs=dict(
                               fs=storage.filesystem(config.output),
                               unit_dirs={u.index: layout.unit_dir(u.index) for u in pending},
-                              sources={p.file: plan.files[p.file].uri for u in pending for p in u.pieces},
                               id_column=config.id_column, lineage=lineage))
 
 

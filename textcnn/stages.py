@@ -53,11 +53,12 @@ def _checked_table(unit: dict, piece: dict, first_row: int, seq: int, rb: pa.Rec
     ids = rb.column(0)
     return pa.table({
         "unit": pa.array(np.full(rb.num_rows, unit["unit"], dtype=np.int32)),
-        "file": pa.array(np.full(rb.num_rows, piece["file"], dtype=np.int32)),
         "row": pa.array(rows),                                  # within its file
         "seq": pa.array(np.arange(seq, seq + rb.num_rows, dtype=np.int64)),   # within its unit
         "id": ids.cast(pa.string()) if pa.types.is_large_string(ids.type) else ids,
         "reason": pa.array(checked.reasons, pa.string()),
+        # what a dead letter keeps, on bad rows only
+        "source_file": pa.array([piece["uri"] if b else None for b in bad], pa.string()),
         "text_prefix": pa.array([t[:TEXT_PREFIX_CHARS] if b and t is not None else None
                                  for t, b in zip(checked.texts, bad)], pa.string()),
         "tokens": pa.FixedSizeListArray.from_arrays(pa.array(checked.tokens.ravel()), checked.tokens.shape[1]),
@@ -120,9 +121,8 @@ def _scores_table(part: pa.Table, id_column: str, lineage: dict[str, str]) -> pa
     return out
 
 
-def _dead_table(part: pa.Table, sources: dict[int, str], run_id: str) -> pa.Table:
-    return pa.table({"id": part["id"].cast(pa.string()),
-                     "source_file": pa.array([sources[f] for f in part["file"].to_pylist()], pa.string()),
+def _dead_table(part: pa.Table, run_id: str) -> pa.Table:
+    return pa.table({"id": part["id"].cast(pa.string()), "source_file": part["source_file"],
                      "source_row": part["row"], "reason": part["reason"], "text_prefix": part["text_prefix"],
                      "run_id": [run_id] * part.num_rows})
 
@@ -133,7 +133,7 @@ def _write(fs: FileSystem, uri: str, table: pa.Table) -> None:
     pq.write_table(table, path, filesystem=fs)
 
 
-def _unit_part(fs: FileSystem, part: pa.Table, unit_dir: str, sources: dict[int, str], id_column: str,
+def _unit_part(fs: FileSystem, part: pa.Table, unit_dir: str, id_column: str,
                lineage: dict[str, str]) -> dict[str, Any]:
     """Write one unit's rows of a block as a score file and a dead-letter file, named by the block's
     first row in the unit (so a retried block writes the same names); their summary."""
@@ -147,7 +147,7 @@ def _unit_part(fs: FileSystem, part: pa.Table, unit_dir: str, sources: dict[int,
         record["files"].append({"kind": "score", "uri": uri, "rows": scored.num_rows})
     if dead.num_rows:
         uri = storage.join(unit_dir, f"dead-{first:012d}.parquet")
-        _write(fs, uri, _dead_table(dead, sources, lineage["run_id"]))
+        _write(fs, uri, _dead_table(dead, lineage["run_id"]))
         record["files"].append({"kind": "dead", "uri": uri, "rows": dead.num_rows})
     record["labels"] = dict(Counter(scored[PRED_LABEL].to_pylist()))
     record["top_prob_histogram"] = drift.histogram(scored[PRED_PROB].to_numpy())
@@ -155,13 +155,12 @@ def _unit_part(fs: FileSystem, part: pa.Table, unit_dir: str, sources: dict[int,
     return record
 
 
-def write_parts(batch: pa.Table, fs: FileSystem, unit_dirs: dict[int, str], sources: dict[int, str],
-                id_column: str, lineage: dict[str, str]) -> pa.Table:
-    """The write stage: each unit's rows in this block to staging; one summary row per unit.
-    sources: the input file's URI by its index in the plan, for dead letters."""
+def write_parts(batch: pa.Table, fs: FileSystem, unit_dirs: dict[int, str], id_column: str,
+                lineage: dict[str, str]) -> pa.Table:
+    """The write stage: each unit's rows in this block to staging; one summary row per unit."""
     out = []
     for unit in np.unique(batch["unit"].to_numpy()).tolist():
         part = batch.filter(pc.equal(batch["unit"], unit))
-        record = _unit_part(fs, part, unit_dirs[unit], sources, id_column, lineage)
+        record = _unit_part(fs, part, unit_dirs[unit], id_column, lineage)
         out.append({"unit": unit, "record": json.dumps(record)})
     return pa.Table.from_pylist(out, schema=pa.schema([("unit", pa.int32()), ("record", pa.string())]))
