@@ -5,8 +5,8 @@ missing columns, unusable column types and unreadable files are found up front a
 A unit is a run of consecutive row groups, up to unit_rows rows, of one file or, where files are
 small, of several consecutive files up to PACK_ROWS rows (its pieces); it is what the run commits,
 and what a resumed run skips, as one. Packing small files together keeps a corpus of many small
-files from paying a task, a staged file and a commit per file. Row numbers are positions within the file, so
-(file, row) names every input row across reruns.
+files from paying a task, a staged file and a commit per file. Row numbers are positions within
+the file, so (file, row) names every input row across reruns.
 """
 
 from __future__ import annotations
@@ -202,8 +202,8 @@ def _file_ids(fs: FileSystem, uri: str, id_column: str) -> pa.Array | str:
 
 def duplicate_rows(plan: Plan, id_column: str) -> tuple[dict[int, np.ndarray], dict[str, str]]:
     """Rows (row_key: file and row within it) whose non-null id already occurred earlier in the
-    input, grouped by unit, and the files whose ids could not be read ({uri: reason}). "Earlier" is file
-    order, then row order, so the choice is the same on every rerun.
+    input, grouped by unit, and the files whose ids could not be read ({uri: reason}). "Earlier" is
+    file order, then row order, so the choice is the same on every rerun.
 
     The driver holds every id of the run once (8 bytes per row plus the ids themselves).
     """
@@ -226,18 +226,18 @@ def duplicate_rows(plan: Plan, id_column: str) -> tuple[dict[int, np.ndarray], d
     return _by_unit(plan, np.sort(later["key"].to_numpy())), {}
 
 
-def row_key(file: int, rows: np.ndarray) -> np.ndarray:
-    """(file, row) as one int64 key, as duplicate_rows gives them."""
-    return rows.astype(np.int64) + (file << 40)
+def row_key(file: int, rows: np.ndarray | int) -> np.ndarray:
+    """(file, row) as one int64 key, as duplicate_rows gives them; keys sort in file, then row order."""
+    return np.asarray(rows, dtype=np.int64) + (file << 40)
 
 
 def _by_unit(plan: Plan, keys: np.ndarray) -> dict[int, np.ndarray]:
-    files, rows = keys >> 40, keys & ((1 << 40) - 1)
+    """keys (sorted) grouped by unit: each piece's rows are one span of keys, found by bisection."""
     out: dict[int, np.ndarray] = {}
     for unit in plan.units:
-        mask = np.zeros(len(keys), dtype=bool)
-        for p in unit.pieces:
-            mask |= (files == p.file) & (rows >= p.first_row) & (rows < p.first_row + p.rows)
-        if mask.any():
-            out[unit.index] = keys[mask]
+        spans = [keys[np.searchsorted(keys, row_key(p.file, p.first_row)):
+                      np.searchsorted(keys, row_key(p.file, p.first_row + p.rows))] for p in unit.pieces]
+        found = np.concatenate(spans)
+        if len(found):
+            out[unit.index] = found
     return out
