@@ -1,7 +1,9 @@
 """The input plan of a scoring run: which files, how many rows, cut into units of work.
 
-Everything here runs on the driver from Parquet footers (no data pages), before any actor starts:
-missing columns, unusable column types and unreadable files are found up front and reported together.
+Everything here runs on the driver, before any actor starts, from each file's footer and id column
+(read in one open: on object storage an open costs round trips, and a corpus of small files is
+mostly opens): missing columns, unusable column types and unreadable files are found up front and
+reported together.
 A unit is a run of consecutive row groups, up to unit_rows rows, of one file or, where files are
 small, of several consecutive files up to PACK_ROWS rows (its pieces); it is what the run commits,
 and what a resumed run skips, as one. Packing small files together keeps a corpus of many small
@@ -69,12 +71,19 @@ class Plan:
     units: list[Unit]
     unit_rows: int
     skipped: list[dict] = field(default_factory=list)   # {"uri", "reason"} of unreadable files
+    # each file's ids as read with its footer, or why they could not be read; for duplicate_rows,
+    # then dropped (drop_ids), so the driver does not hold every id for the whole run
+    ids: dict[str, pa.Array | str] = field(default_factory=dict, repr=False, compare=False)
 
     def without(self, bad: dict[str, str]) -> Plan:
         """The plan with the files in bad ({uri: reason}) moved to skipped."""
         files = [f for f in self.files if f.uri not in bad]
         return Plan(files, _units(files, self.unit_rows), self.unit_rows,
-                    self.skipped + [{"uri": u, "reason": r} for u, r in sorted(bad.items())])
+                    self.skipped + [{"uri": u, "reason": r} for u, r in sorted(bad.items())],
+                    {f.uri: self.ids[f.uri] for f in files if f.uri in self.ids})
+
+    def drop_ids(self) -> None:
+        self.ids.clear()
 
     @property
     def rows(self) -> int:
@@ -100,13 +109,25 @@ def _uri(uri_root: str, path: str) -> str:
     return f"{uri_root.split('://', 1)[0]}://{path}" if storage.is_remote(uri_root) else path
 
 
-def _footer(fs: FileSystem, path: str) -> pq.FileMetaData | str:
-    """The footer, or why it cannot be read."""
+def _open(fs: FileSystem, path: str, id_column: str) -> tuple[pq.FileMetaData | str, pa.Array | str | None]:
+    """The footer, or why it cannot be read; and the id column (None: the file has none), or why it
+    cannot be read (a corrupt page behind a sound footer)."""
     try:
         with fs.open_input_file(path) as f:
-            return pq.ParquetFile(f).metadata
+            parquet = pq.ParquetFile(f)
+            if id_column not in parquet.schema_arrow.names:
+                return parquet.metadata, None
+            try:
+                return parquet.metadata, _as_ids(parquet.read(columns=[id_column]).column(0))
+            except (OSError, pa.ArrowException) as e:
+                return parquet.metadata, storage.reason(e)
     except (OSError, pa.ArrowException) as e:
-        return storage.reason(e)
+        return storage.reason(e), None
+
+
+def _as_ids(column: pa.ChunkedArray) -> pa.Array:
+    ids = column.combine_chunks()
+    return ids.cast(pa.string()) if pa.types.is_large_string(ids.type) else ids
 
 
 def _column_problems(uri: str, schema: pa.Schema, id_column: str, text_column: str) -> list[str]:
@@ -165,9 +186,9 @@ def plan_input(uri: str, id_column: str, text_column: str, unit_rows: int,
     fs, _ = storage.resolve(uri)
     paths = _list_files(uri)
     with ThreadPoolExecutor(_IO_THREADS) as pool:
-        footers = list(pool.map(lambda p: _footer(fs, p), paths))
-    files, skipped, problems, id_types = [], [], [], {}
-    for path, footer in zip(paths, footers):
+        opened = list(pool.map(lambda p: _open(fs, p, id_column), paths))
+    files, skipped, problems, id_types, ids = [], [], [], {}, {}
+    for path, (footer, file_ids) in zip(paths, opened):
         file_uri = _uri(uri, path)
         if isinstance(footer, str):
             (skipped if skip_bad_files else problems).append(
@@ -181,23 +202,23 @@ def plan_input(uri: str, id_column: str, text_column: str, unit_rows: int,
             id_types.setdefault(str(schema.field(id_column).type).replace("large_", ""), file_uri)
             files.append(InputFile(file_uri, footer.num_rows,
                                    tuple(footer.row_group(g).num_rows for g in range(footer.num_row_groups))))
+            ids[file_uri] = file_ids
     if len(id_types) > 1:
         problems.append(f"column '{id_column}' has different types across files: "
                         + ", ".join(f"{t} (e.g. {u})" for t, u in id_types.items()))
     if problems:
         shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
         raise DataError(f"scoring input {uri}: {len(problems)} problem(s):\n  " + "\n  ".join(shown))
-    return Plan(files, _units(files, unit_rows), unit_rows, skipped)
+    return Plan(files, _units(files, unit_rows), unit_rows, skipped, ids)
 
 
 def _file_ids(fs: FileSystem, uri: str, id_column: str) -> pa.Array | str:
     """The file's ids, or why they cannot be read (a corrupt page behind a sound footer)."""
     try:
         with fs.open_input_file(storage.path_of(uri)) as f:
-            ids = pq.read_table(f, columns=[id_column]).column(0).combine_chunks()
+            return _as_ids(pq.read_table(f, columns=[id_column]).column(0))
     except (OSError, pa.ArrowException) as e:
         return storage.reason(e)
-    return ids.cast(pa.string()) if pa.types.is_large_string(ids.type) else ids
 
 
 def duplicate_rows(plan: Plan, id_column: str) -> tuple[dict[int, np.ndarray], dict[str, str]]:
@@ -205,11 +226,16 @@ def duplicate_rows(plan: Plan, id_column: str) -> tuple[dict[int, np.ndarray], d
     input, grouped by unit, and the files whose ids could not be read ({uri: reason}). "Earlier" is
     file order, then row order, so the choice is the same on every rerun.
 
-    The driver holds every id of the run once (8 bytes per row plus the ids themselves).
+    The ids read with the plan's footers are used; a file without them is read now. The driver
+    holds every id of the run once (8 bytes per row plus the ids themselves).
     """
     fs = storage.filesystem(plan.files[0].uri) if plan.files else None
+    def ids_of(f: InputFile) -> pa.Array | str:
+        known = plan.ids.get(f.uri)
+        return known if known is not None else _file_ids(fs, f.uri, id_column)
+
     with ThreadPoolExecutor(_IO_THREADS) as pool:
-        columns = list(pool.map(lambda f: _file_ids(fs, f.uri, id_column), plan.files))
+        columns = list(pool.map(ids_of, plan.files))
     bad = {f.uri: f"ids not readable: {c}" for f, c in zip(plan.files, columns) if isinstance(c, str)}
     if bad:
         return {}, bad

@@ -103,6 +103,7 @@ def validate(config: ScoreConfig) -> tuple[artifacts.LoadedModel, Plan, dict[int
         if bad and config.skip_bad_files:
             plan = plan.without(bad)
             dups, bad = duplicate_rows(plan, config.id_column)
+        plan.drop_ids()
         problems += [f"{uri}: {reason}" for uri, reason in bad.items()]
     except DataError as e:
         problems.append(str(e))

@@ -38,6 +38,19 @@ def test_units_pack_row_groups_and_duplicates_keep_the_first_occurrence(tmp_path
     assert bad == {}                                                        # a2 is first seen in a.parquet
 
 
+def test_ids_are_read_with_the_footers_in_one_open_per_file(tmp_path):
+    _write(tmp_path / "a.parquet", ["a0", "a1"])
+    _write(tmp_path / "b.parquet", ["b0", "a1", "b2"])
+    plan = plan_input(str(tmp_path), "id", "text", unit_rows=100)
+    for name in ("a.parquet", "b.parquet"):
+        os.remove(tmp_path / name)                       # no second open of any file
+    dups, bad = duplicate_rows(plan, "id")
+    assert bad == {} and dups[0].tolist() == row_key(1, np.array([1])).tolist()
+    plan.drop_ids()                                      # without them, the files are opened again
+    _, bad = duplicate_rows(plan, "id")
+    assert sorted(bad) == [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")]
+
+
 def test_small_files_share_units_and_their_duplicates_stay_with_their_file(tmp_path, monkeypatch):
     for f in range(5):                                                      # 3 rows each: 15 rows
         _write(tmp_path / f"p{f}.parquet", [f"f{f}-{i}" for i in range(3)] if f != 3 else ["f0-1", "x", "f3-2"])
