@@ -31,7 +31,8 @@ from textcnn.rows import DataError
 
 log = logging.getLogger(__name__)
 
-_IO_THREADS = 16      # footers are small reads dominated by latency (S3 round trips)
+_IO_THREADS = 16        # footers are small reads dominated by latency (S3 round trips)
+_SORT_SLICE = 1 << 20   # sorted ids compared at a time in duplicate_rows
 # Files share a unit up to this many rows: enough that a corpus of small files does not pay a read
 # task, a staged file and a commit per file (a unit costs ~0.1 s of those over S3, its 8,192 rows
 # ~3 s on a CPU actor), few enough that a corpus of a few hundred thousand rows still makes
@@ -227,7 +228,7 @@ def duplicate_rows(plan: Plan, id_column: str) -> tuple[dict[int, np.ndarray], d
     file order, then row order, so the choice is the same on every rerun.
 
     The ids read with the plan's footers are used; a file without them is read now. The driver
-    holds every id of the run once (8 bytes per row plus the ids themselves).
+    holds every id of the run once, plus 8 bytes per row (see repeats).
     """
     fs = storage.filesystem(plan.files[0].uri) if plan.files else None
     def ids_of(f: InputFile) -> pa.Array | str:
@@ -239,22 +240,36 @@ def duplicate_rows(plan: Plan, id_column: str) -> tuple[dict[int, np.ndarray], d
     bad = {f.uri: f"ids not readable: {c}" for f, c in zip(plan.files, columns) if isinstance(c, str)}
     if bad:
         return {}, bad
-    keys = [row_key(i, np.arange(f.rows)) for i, f in enumerate(plan.files)]
-    table = pa.table({"id": pa.chunked_array(columns) if columns else pa.array([], pa.string()),
-                      "key": pa.chunked_array([pa.array(k) for k in keys], pa.int64())})
-    table = table.filter(pc.is_valid(table["id"]))
-    firsts = table.group_by("id").aggregate([("key", "min"), ("key", "count")])
-    repeated = firsts.filter(pc.greater(firsts["key_count"], 1))
-    if repeated.num_rows == 0:
+    if plan.rows == 0:
         return {}, {}
-    later = table.filter(pc.is_in(table["id"], repeated["id"]))
-    later = later.filter(pc.invert(pc.is_in(later["key"], repeated["key_min"])))
-    return _by_unit(plan, np.sort(later["key"].to_numpy())), {}
+    later = repeats(pa.chunked_array(columns))
+    starts = np.cumsum([0] + [f.rows for f in plan.files])         # (F + 1,) first position of each file
+    files = np.searchsorted(starts, later, side="right") - 1
+    return _by_unit(plan, row_key(files, later - starts[files])), {}
 
 
-def row_key(file: int, rows: np.ndarray | int) -> np.ndarray:
+def repeats(ids: pa.ChunkedArray) -> np.ndarray:
+    """(D,) int64, ascending: the positions in ids of each non-null id after its first occurrence
+    (the run's duplicate input rows here, and its repeated output ids at reconcile).
+
+    A stable sort puts equal ids side by side in position order, so an id equal to the one before
+    it in the sort repeats an earlier one. The sorted ids are taken a slice at a time: the driver
+    holds the ids, 8 bytes per row of sort order and one slice (a hash aggregation over the ids
+    took five times that at its peak, pc.count_distinct twice).
+    """
+    order = pc.sort_indices(ids).to_numpy().view(np.int64)       # (N,) nulls at the end; no copy
+    found = [np.empty(0, np.int64)]
+    for start in range(1, len(order), _SORT_SLICE):
+        at = order[start - 1:start + _SORT_SLICE]
+        run = ids.take(at)
+        same = pc.fill_null(pc.equal(run[1:], run[:-1]), False)
+        found.append(at[1:][same.to_numpy(zero_copy_only=False)])
+    return np.sort(np.concatenate(found))
+
+
+def row_key(file: int | np.ndarray, rows: np.ndarray | int) -> np.ndarray:
     """(file, row) as one int64 key, as duplicate_rows gives them; keys sort in file, then row order."""
-    return np.asarray(rows, dtype=np.int64) + (file << 40)
+    return np.asarray(rows, dtype=np.int64) + (np.asarray(file, dtype=np.int64) << 40)
 
 
 def _by_unit(plan: Plan, keys: np.ndarray) -> dict[int, np.ndarray]:

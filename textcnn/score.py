@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import ray.data
 from ray.data import ActorPoolStrategy
@@ -35,7 +34,7 @@ from ray.data import ActorPoolStrategy
 from textcnn import artifacts, drift, runs, runtime, storage
 from textcnn.config import ConfigError, ScoreConfig, to_dict
 from textcnn.model import TextCNN
-from textcnn.plan import Plan, duplicate_rows, plan_input
+from textcnn.plan import Plan, duplicate_rows, plan_input, repeats
 from textcnn.rows import DataError, RowLimits
 from textcnn.scorer import Scorer
 from textcnn.stages import PRED_LABEL, PRED_PROB, PROB_PREFIX, read_unit, write_parts
@@ -206,9 +205,9 @@ def _reconcile(plan: Plan, done: dict[int, dict], config: ScoreConfig) -> None:
     if score_files:
         ids = pads.dataset(score_files, filesystem=storage.filesystem(config.output), format="parquet")
         ids = ids.to_table(columns=[config.id_column]).column(0)
-        if pc.count_distinct(ids).as_py() != len(ids) or ids.null_count:
-            raise ReconcileError(f"{len(ids) - pc.count_distinct(ids).as_py()} id(s) scored more than once; "
-                                 "nothing committed")
+        extra = len(repeats(ids))
+        if extra or ids.null_count:
+            raise ReconcileError(f"{extra} id(s) scored more than once, {ids.null_count} null; nothing committed")
 
 
 def _outputs(done: dict[int, dict]) -> list[tuple[str, str, int]]:

@@ -38,6 +38,29 @@ def test_units_pack_row_groups_and_duplicates_keep_the_first_occurrence(tmp_path
     assert bad == {}                                                        # a2 is first seen in a.parquet
 
 
+@pytest.mark.parametrize("kind", ["string", "int64"])
+def test_duplicates_found_slice_by_slice_match_a_reference(tmp_path, monkeypatch, kind):
+    rng = np.random.default_rng(3)
+    files = [[None if rng.random() < 0.1 else int(rng.integers(0, 40)) for _ in range(n)] for n in (30, 1, 25, 17)]
+    for f, ids in enumerate(files):
+        _write(tmp_path / f"p{f}.parquet", pa.array([None if i is None else (f"id{i}" if kind == "string" else i)
+                                                     for i in ids], pa.string() if kind == "string" else pa.int64()))
+    seen, expected = set(), []
+    for f, ids in enumerate(files):
+        for row, i in enumerate(ids):
+            if i is not None and i in seen:
+                expected.append(int(row_key(f, row)))
+            seen.add(i)
+    monkeypatch.setattr(plan_module, "_SORT_SLICE", 7)            # many slices, runs of equal ids across them
+    plan = plan_input(str(tmp_path), "id", "text", unit_rows=10)
+    dups, bad = duplicate_rows(plan, "id")
+    assert bad == {} and len(expected) > 20
+    assert sorted(k for keys in dups.values() for k in keys.tolist()) == expected
+    for unit in plan.units:                                       # each key is grouped with its own unit
+        mine = {int(row_key(p.file, p.first_row + r)) for p in unit.pieces for r in range(p.rows)}
+        assert set(dups.get(unit.index, np.array([], np.int64)).tolist()) == mine & set(expected)
+
+
 def test_ids_are_read_with_the_footers_in_one_open_per_file(tmp_path):
     _write(tmp_path / "a.parquet", ["a0", "a1"])
     _write(tmp_path / "b.parquet", ["b0", "a1", "b2"])
@@ -116,3 +139,20 @@ def test_staging_keeps_done_units_of_the_same_plan_only(tmp_path):
     assert not os.path.exists(staging.layout.unit_dir(1))
     assert runs.Staging(staging.layout).start({"input": "p2"}) == {}    # other input: start over
     assert not os.path.exists(staging.layout.unit_dir(0))
+
+
+def test_reconcile_refuses_output_with_an_id_scored_twice(tmp_path):
+    from types import SimpleNamespace
+
+    from textcnn.score import ReconcileError, _reconcile
+    _write(tmp_path / "in.parquet", ["a", "b", "c", "d"])
+    plan = plan_input(str(tmp_path / "in.parquet"), "id", "text", unit_rows=2)
+    for name, ids in (("s0", ["a", "b"]), ("s1", ["c", "d"]), ("s2", ["b", "a"])):
+        _write(tmp_path / f"{name}.parquet", ids)
+
+    def done(*names):                                     # one unit: the 4 input rows are one small file
+        return {0: {"files": [{"kind": "score", "rows": 2, "uri": str(tmp_path / f"{n}.parquet")} for n in names]}}
+    config = SimpleNamespace(output=str(tmp_path), id_column="id")
+    _reconcile(plan, done("s0", "s1"), config)                # every id once: accepted
+    with pytest.raises(ReconcileError, match="2 id\\(s\\) scored more than once, 0 null"):
+        _reconcile(plan, done("s0", "s2"), config)                # a and b twice
