@@ -23,18 +23,21 @@ def main(workdir: str, workers: int, actors: int, copies: int) -> None:
     from textcnn import demo
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     r = demo.run(workdir, workers, actors, copies)
-    refit = f", then refit on all {r.fit.refit['rows']:,} rows" if r.fit.refit else ""
+    fit, ev, held, corpus = r.fit, r.evaluation, r.held_out, r.corpus
+    refit = f", then refit on all {fit.refit['rows']:,} rows" if fit.refit else ""
+    val = fit.metrics['accuracy']
     click.echo(f"""
 textcnn demo: Rotten Tomatoes snippets (bundled sample, {workers} Ray Train workers, {actors} scoring actors)
-  trained in        {r.fit.seconds:.0f} s, best epoch {r.fit.metrics['epoch']}, val accuracy {r.fit.metrics['accuracy']:.3f}{refit}
-  held-out test     accuracy {r.evaluation['accuracy']:.3f}, macro-F1 {r.evaluation['macro_f1']:.3f} ({r.evaluation['rows']} rows)
-  scored held-out   {r.held_out.rows_scored} rows ({r.held_out.rows_dead} dead-lettered) in {r.held_out.seconds:.1f} s
-  scored corpus     {r.corpus.rows_scored:,} rows in {r.corpus.seconds:.1f} s = {r.corpus.rows_per_second:,.0f} rows/s (actor start-up and commit included)
+  trained in        {fit.seconds:.0f} s, best epoch {fit.metrics['epoch']}, val accuracy {val:.3f}{refit}
+  held-out test     accuracy {ev['accuracy']:.3f}, macro-F1 {ev['macro_f1']:.3f} ({ev['rows']} rows)
+  scored held-out   {held.rows_scored} rows ({held.rows_dead} dead-lettered) in {held.seconds:.1f} s
+  scored corpus     {corpus.rows_scored:,} rows in {corpus.seconds:.1f} s = {corpus.rows_per_second:,.0f} rows/s \
+(actor start-up and commit included)
 outputs:
-  model             {r.fit.output}
+  model             {fit.output}
   evaluation        {workdir}/eval.json
-  held-out scores   {r.held_out.run_dir}  (read the files its _SUCCESS lists)
-  corpus scores     {r.corpus.run_dir}""")
+  held-out scores   {held.run_dir}  (read the files its _SUCCESS lists)
+  corpus scores     {corpus.run_dir}""")
 
 
 if __name__ == "__main__":

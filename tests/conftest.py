@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import pytest
 import torch
 
-from textcnn import artifacts
+from textcnn import artifacts, storage
 from textcnn.config import ModelConfig, TokenizerConfig
 from textcnn.model import TextCNN
 from textcnn.text import VocabBuilder
@@ -44,16 +51,6 @@ def tiny_model_dir(tmp_path: Path) -> str:
 
 # ---- a real S3 endpoint on loopback --------------------------------------------------------
 
-import json
-import socket
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
-
-import pyarrow.fs as pafs
-
-from textcnn import storage
 
 
 def free_port() -> int:
