@@ -52,7 +52,6 @@ def tiny_model_dir(tmp_path: Path) -> str:
 # ---- a real S3 endpoint on loopback --------------------------------------------------------
 
 
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -32,7 +32,7 @@ from textcnn.rows import DataError
 log = logging.getLogger(__name__)
 
 _IO_THREADS = 16        # footers are small reads dominated by latency (S3 round trips)
-_SORT_SLICE = 1 << 20   # sorted ids compared at a time in duplicate_rows
+_SORT_SLICE = 1 << 20   # sorted ids compared at a time in repeats
 # Files share a unit up to this many rows: enough that a corpus of small files does not pay a read
 # task, a staged file and a commit per file (a unit costs ~0.1 s of those over S3, its 8,192 rows
 # ~3 s on a CPU actor), few enough that a corpus of a few hundred thousand rows still makes
@@ -254,8 +254,8 @@ def repeats(ids: pa.ChunkedArray) -> np.ndarray:
 
     A stable sort puts equal ids side by side in position order, so an id equal to the one before
     it in the sort repeats an earlier one. The sorted ids are taken a slice at a time: the driver
-    holds the ids, 8 bytes per row of sort order and one slice (a hash aggregation over the ids
-    took five times that at its peak, pc.count_distinct twice).
+    holds the ids, 8 bytes per row of sort order and one slice. (A group_by over the ids, as
+    duplicate_rows did before, peaked at several times that; reconcile's pc.count_distinct too.)
     """
     order = pc.sort_indices(ids).to_numpy().view(np.int64)       # (N,) nulls at the end; no copy
     found = [np.empty(0, np.int64)]
