@@ -163,9 +163,9 @@ RUN_ID_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
 class ScoreConfig:
     model: str                    # a model directory written by `textcnn train`
     input: str                    # Parquet file or folder
-    output: str                   # root folder; each run goes to <output>/run_date=YYYY-MM-DD/
+    output: str                   # root folder; each run goes to <output>/scores/run_date=YYYY-MM-DD/ (runs.py)
     run_date: str = ""            # YYYY-MM-DD; the CLI defaults it to today (UTC)
-    run_id: str = ""              # instead of run_date: <output>/run_id=<run_id>/
+    run_id: str = ""              # instead of run_date: <output>/scores/run=<run_id>/
     id_column: str = "id"
     text_column: str = "text"
     actors: int = 0               # 0: from the cluster, one per CPU core (one per GPU with use_gpu)
@@ -210,8 +210,9 @@ class ScoreConfig:
 
     @property
     def run_key(self) -> str:
-        """The run's folder name under output: run_date=YYYY-MM-DD or run_id=ID."""
-        return f"run_date={self.run_date}" if self.run_date else f"run_id={self.run_id}"
+        """The run's partition under each dataset of output: run_date=YYYY-MM-DD or run=ID (not run_id=,
+        which readers would merge with the run_id column every row carries)."""
+        return f"run_date={self.run_date}" if self.run_date else f"run={self.run_id}"
 
 
 def _is_date(text: str) -> bool:

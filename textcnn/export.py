@@ -92,6 +92,9 @@ def export(model_uri: str, fmt: str, output_uri: str, tolerance: float = 1e-4) -
     """Write model_uri as fmt to output_uri once its probabilities match PyTorch's within tolerance."""
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {FORMATS}, got {fmt!r}")
+    if storage.overlaps(model_uri, output_uri):
+        raise ExportError(f"--output {output_uri} is, or lies inside, the model directory {model_uri} (or holds "
+                          "it): the export would replace the PyTorch model's config.json; choose another directory")
     loaded = artifacts.load(model_uri)
     data = _serialize(loaded.model, fmt)
     exported = ExportedModel(fmt, data, loaded.model.min_length, torch.device("cpu"))
@@ -110,11 +113,14 @@ def export(model_uri: str, fmt: str, output_uri: str, tolerance: float = 1e-4) -
 
 def _write(model_uri: str, output_uri: str, fmt: str, data: bytes, loaded: artifacts.LoadedModel,
            parity: dict) -> None:
-    for name in ("vocab.json", "labels.json", "metrics.json"):
-        storage.write_bytes(storage.join(output_uri, name), storage.read_bytes(storage.join(model_uri, name)))
-    storage.write_bytes(storage.join(output_uri, MODEL_FILES[fmt]), data)
+    contents = {name: storage.read_bytes(storage.join(model_uri, name))
+                for name in ("vocab.json", "labels.json", "metrics.json")}
+    contents[MODEL_FILES[fmt]] = data
+    for name, content in contents.items():
+        storage.write_bytes(storage.join(output_uri, name), content)
     digest = hashlib.sha256(data).hexdigest()
     config = {**loaded.config, "format": fmt, "weights_file": MODEL_FILES[fmt], "weights_sha256": digest,
+              "files_sha256": {name: hashlib.sha256(c).hexdigest() for name, c in contents.items()},
               "model_version": digest[:16], "source_model_version": loaded.version, "parity": parity}
     storage.write_text(storage.join(output_uri, "config.json"),   # last: marks the directory complete
                        json.dumps(config, indent=2, ensure_ascii=False, sort_keys=True) + "\n")

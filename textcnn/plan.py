@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from pyarrow.fs import FileSystem
 
 from textcnn import storage
-from textcnn.rows import DataError
+from textcnn.rows import DataError, as_plain, plain_type
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,8 @@ class Plan:
                 "skipped": self.skipped}
 
 
-_ID_TYPES = (pa.types.is_integer, pa.types.is_string, pa.types.is_large_string)
-_TEXT_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+_ID_TYPES = (pa.types.is_integer, pa.types.is_string)      # of the column's plain_type
+_TEXT_TYPES = (pa.types.is_string, pa.types.is_binary)
 
 
 def _uri(uri_root: str, path: str) -> str:
@@ -127,8 +127,7 @@ def _open(fs: FileSystem, path: str, id_column: str) -> tuple[pq.FileMetaData | 
 
 
 def _as_ids(column: pa.ChunkedArray) -> pa.Array:
-    ids = column.combine_chunks()
-    return ids.cast(pa.string()) if pa.types.is_large_string(ids.type) else ids
+    return as_plain(column.combine_chunks())
 
 
 def _column_problems(uri: str, schema: pa.Schema, id_column: str, text_column: str) -> list[str]:
@@ -137,7 +136,7 @@ def _column_problems(uri: str, schema: pa.Schema, id_column: str, text_column: s
                               (text_column, _TEXT_TYPES, "a string or binary")):
         if name not in schema.names:
             problems.append(f"{uri}: no column '{name}' (it has {schema.names})")
-        elif not any(k(schema.field(name).type) for k in kinds):
+        elif not any(k(plain_type(schema.field(name).type)) for k in kinds):
             problems.append(f"{uri}: column '{name}' is {schema.field(name).type}, not {what}")
     return problems
 
@@ -152,6 +151,8 @@ def _units(files: list[InputFile], unit_rows: int) -> list[Unit]:
     for f_index, f in enumerate(files):
         start = 0
         for g, n in enumerate(f.row_groups):
+            if n == 0:
+                continue        # an empty row group (a file of no rows has one) is no work
             same_file = bool(pieces) and pieces[-1].file == f_index
             if pieces and rows + n > (unit_rows if same_file else pack_rows):
                 units.append(Unit(len(units), tuple(pieces)))
@@ -200,7 +201,7 @@ def plan_input(uri: str, id_column: str, text_column: str, unit_rows: int,
         found = _column_problems(file_uri, schema, id_column, text_column)
         problems += found
         if not found:
-            id_types.setdefault(str(schema.field(id_column).type).replace("large_", ""), file_uri)
+            id_types.setdefault(str(plain_type(schema.field(id_column).type)), file_uri)
             files.append(InputFile(file_uri, footer.num_rows,
                                    tuple(footer.row_group(g).num_rows for g in range(footer.num_row_groups))))
             ids[file_uri] = file_ids

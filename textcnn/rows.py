@@ -26,12 +26,14 @@ REASONS = {
     "id_duplicate": "the id was already seen earlier in this run's input (the first row is scored)",
     "text_null": "the text is null",
     "text_invalid_utf8": "the text is bytes that are not valid UTF-8",
-    "text_control_chars": "the text holds NUL or other control characters (binary data)",
+    "text_control_chars": "the text holds NUL, DEL or other C0/C1 control characters (binary data)",
     "text_too_long": "the text is longer than max_text_chars",
     "text_empty": "the text is empty or blank",
     "text_unknown_only": "no token of the text is in the vocabulary (scored with allow_unknown_only)",
 }
-_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
+# C0 controls but tab, newline and carriage return; DEL; the C1 controls (U+0080-U+009F), which
+# mis-decoded Latin-1/CP1252 bytes and binary blobs bring and no text needs
+_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class CheckedBatch:
 
 def _decode(column: pa.Array) -> tuple[list, pa.Array, np.ndarray]:
     """Texts as str (and as an Arrow string array), and where bytes failed to decode."""
-    if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+    if pa.types.is_binary(column.type):
         texts, bad = [], np.zeros(len(column), dtype=bool)
         for i, raw in enumerate(column.to_pylist()):
             try:
@@ -60,6 +62,24 @@ def _decode(column: pa.Array) -> tuple[list, pa.Array, np.ndarray]:
                 bad[i] = True
         return texts, pa.array(texts, type=pa.string()), bad
     return column.to_pylist(), column, np.zeros(len(column), dtype=bool)
+
+
+def plain_type(t: pa.DataType) -> pa.DataType:
+    """The type a column of type t is read as: strings as string, bytes as binary, whatever their
+    Arrow layout (large, view or dictionary-encoded, as several Parquet writers produce them)."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return pa.binary()
+    return t
+
+
+def as_plain(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """column cast to its plain_type (no copy when it is one already)."""
+    wanted = plain_type(column.type)
+    return column if column.type == wanted else column.cast(wanted)
 
 
 def _flag(reasons: np.ndarray, mask, reason: str) -> None:
@@ -75,7 +95,7 @@ def as_mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 def _id_checks(ids: pa.Array, reasons: np.ndarray, duplicate: np.ndarray, limits: RowLimits) -> None:
     _flag(reasons, as_mask(ids.is_null()), "id_null")
-    if pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type):
+    if pa.types.is_string(ids.type):
         _flag(reasons, as_mask(pc.equal(pc.utf8_trim_whitespace(ids), "")), "id_empty")
         _flag(reasons, as_mask(pc.greater(pc.utf8_length(ids), limits.max_id_chars)), "id_too_long")
     _flag(reasons, duplicate, "id_duplicate")
@@ -93,6 +113,7 @@ def check_rows(ids: pa.Array, text: pa.Array, duplicate: np.ndarray, tokenizer: 
                limits: RowLimits) -> CheckedBatch:
     """Check and tokenize one batch; duplicate marks rows whose id occurred earlier in the run."""
     reasons = np.full(len(ids), None, dtype=object)
+    ids, text = as_plain(ids), as_plain(text)
     _id_checks(ids, reasons, duplicate, limits)
     texts, arr, undecodable = _decode(text)
     _text_checks(arr, undecodable, reasons, limits)

@@ -1,15 +1,17 @@
 """The on-storage contract of scoring runs: layout, lock, staged units, and the commit.
 
-    <output>/run_date=YYYY-MM-DD/          (or run_id=ID/)
-        part-<unit>-<row>.parquet          scores; lineage columns on every row
-        dead_letter/part-<unit>-<row>.parquet
-        _SUCCESS                           the manifest (JSON), written last
-    <output>/_staging/<run>/               work in progress: plan.json, units/u-N/..., u-N/_DONE.json
+    <output>/scores/run_date=YYYY-MM-DD/       (or run=ID/) the scores dataset: score files only
+        part-<unit>-<row>.parquet              lineage columns on every row
+    <output>/dead_letters/run_date=YYYY-MM-DD/ the dead-letter dataset, with its own schema
+        part-<unit>-<row>.parquet
+    <output>/_runs/run_date=YYYY-MM-DD/_SUCCESS    the manifest (JSON), written last
+    <output>/_staging/<run>/               work in progress: plan.json, units/u-N/..., commit.json
     <output>/_locks/<run>.json             held while a run of that date is live
 
-A consumer reads a run only when its _SUCCESS exists, and reads the files it lists. Committing
-removes the old _SUCCESS first, so while a rerun replaces a date, readers see no run, never a mix.
-Names starting with "_" are skipped by pyarrow, Spark and Ray Data when they read <output>.
+Each dataset folder holds Parquet files and nothing else, so every reader pointed at it (pandas,
+pyarrow, polars, DuckDB, Spark, Ray Data; a folder or a `**/*.parquet` glob) sees one schema and
+only committed rows. The commit is a list of idempotent steps recorded in staging before the first
+one runs (commit.json), so a commit cut off at any point is finished by the next attempt.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -39,6 +42,9 @@ class LockedError(RuntimeError):
     """Another live run of the same date holds the lock."""
 
 
+SCORES, DEAD_LETTERS = "scores", "dead_letters"   # the two datasets under <output>
+
+
 @dataclass(frozen=True)
 class Layout:
     output: str
@@ -46,7 +52,16 @@ class Layout:
 
     @property
     def run_dir(self) -> str:
-        return storage.join(self.output, self.run_key)
+        """The run's partition of the scores dataset."""
+        return storage.join(self.output, SCORES, self.run_key)
+
+    @property
+    def dead_letter_dir(self) -> str:
+        return storage.join(self.output, DEAD_LETTERS, self.run_key)
+
+    @property
+    def manifest(self) -> str:
+        return storage.join(self.output, "_runs", self.run_key, MANIFEST)
 
     @property
     def staging(self) -> str:
@@ -58,6 +73,10 @@ class Layout:
 
     def unit_dir(self, unit: int) -> str:
         return storage.join(self.staging, "units", f"u-{unit:06d}")
+
+    def part(self, dataset: str, unit: int, first_row: int) -> str:
+        """A committed file's path relative to output, as the manifest lists it."""
+        return f"{dataset}/{self.run_key}/part-{unit:06d}-{first_row:012d}.parquet"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -182,7 +201,7 @@ class Staging:
         """Committed units ({unit: its _DONE record}) reusable from an interrupted attempt with the
         same model and input; anything else left in staging is removed."""
         plan_uri = storage.join(self.layout.staging, "plan.json")
-        previous = json.loads(storage.read_text(plan_uri)) if storage.exists(plan_uri) else None
+        previous = self.recorded()
         if previous != fingerprint:
             if previous is not None:
                 log.info("staging of %s was for another model or input; starting over", self.layout.run_key)
@@ -199,6 +218,14 @@ class Staging:
                 done[unit] = record
         return done
 
+    def recorded(self) -> dict | None:
+        """The fingerprint staging was started with, if any."""
+        uri = storage.join(self.layout.staging, "plan.json")
+        try:
+            return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
+        except ValueError:
+            return None
+
     def _done_record(self, unit: int) -> dict | None:
         uri = storage.join(self.layout.unit_dir(unit), DONE)
         try:
@@ -209,52 +236,137 @@ class Staging:
     def commit_unit(self, unit: int, record: dict) -> None:
         storage.write_text(storage.join(self.layout.unit_dir(unit), DONE), json.dumps(record))
 
-    def clear(self) -> None:
-        _delete_dir(self.layout.staging)
+
+COMMIT = "commit.json"
 
 
-def publish(layout: Layout, files: list[tuple[str, str]], manifest: dict) -> None:
-    """Replace the run folder with the staged files ([(staged uri, name in the run folder)]), then
-    write the manifest last."""
-    fs, run_path = storage.resolve(layout.run_dir)
+@dataclass(frozen=True)
+class Commit:
+    """What a run publishes: its files ((staged uri, path relative to output)) and its manifest."""
+    moves: tuple[tuple[str, str], ...]
+    manifest: dict
+
+    def to_json(self) -> str:
+        return json.dumps({"moves": [list(m) for m in self.moves], "manifest": self.manifest}, indent=1)
+
+    @staticmethod
+    def from_json(text: str) -> Commit:
+        record = json.loads(text)
+        return Commit(tuple((a, b) for a, b in record["moves"]), record["manifest"])
+
+
+def pending_commit(layout: Layout) -> Commit | None:
+    """The commit an earlier attempt recorded and did not finish, if any."""
+    uri = storage.join(layout.staging, COMMIT)
+    if not storage.exists(uri):
+        return None
     try:
-        fs.delete_file(f"{run_path}/{MANIFEST}")
+        return Commit.from_json(storage.read_text(uri))
+    except (ValueError, KeyError, TypeError):
+        log.warning("%s is unreadable (cut off while written); the run starts over", uri)
+        return None
+
+
+def commit_steps(layout: Layout, commit: Commit) -> list[Callable[[], None]]:
+    """The commit as steps, each idempotent, so that after a cut-off the whole list runs again:
+    withdraw the old manifest, remove the old run's files that the new one does not replace, move
+    each staged file unless an earlier try moved it, write the manifest, clear staging."""
+    fs, _ = storage.resolve(layout.output)
+    kept = {storage.path_of(storage.join(layout.output, rel)) for _, rel in commit.moves}
+    steps: list[Callable[[], None]] = [lambda: _delete_file(fs, storage.path_of(layout.manifest))]
+    for folder in (layout.run_dir, layout.dead_letter_dir):
+        steps.append(lambda folder=folder: _delete_others(fs, storage.path_of(folder), kept))
+    for staged, rel in commit.moves:
+        steps.append(lambda staged=staged, rel=rel: _move_once(fs, storage.path_of(staged),
+                                                               storage.path_of(storage.join(layout.output, rel))))
+    steps.append(lambda: storage.write_text(layout.manifest, json.dumps(commit.manifest, indent=2) + "\n"))
+    steps.append(lambda: _delete_dir(layout.staging))
+    return steps
+
+
+def publish(layout: Layout, commit: Commit) -> None:
+    """Record the commit in staging, then run its steps; see commit_steps."""
+    storage.write_text(storage.join(layout.staging, COMMIT), commit.to_json())
+    for step in commit_steps(layout, commit):
+        step()
+
+
+def _delete_file(fs: pafs.FileSystem, path: str) -> None:
+    try:
+        fs.delete_file(path)
     except FileNotFoundError:
         pass
-    _delete_dir(layout.run_dir)
-    fs.create_dir(f"{run_path}/dead_letter", recursive=True)
-    for staged, name in files:
-        fs.move(storage.path_of(staged), f"{run_path}/{name}")
-    storage.write_text(storage.join(layout.run_dir, MANIFEST), json.dumps(manifest, indent=2) + "\n")
 
 
-def read_manifest(run_dir: str) -> dict | None:
-    uri = storage.join(run_dir, MANIFEST)
-    return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
+def _delete_others(fs: pafs.FileSystem, folder: str, kept: set[str]) -> None:
+    for info in fs.get_file_info(pafs.FileSelector(folder, recursive=True, allow_not_found=True)):
+        if info.type == pafs.FileType.File and info.path not in kept:
+            fs.delete_file(info.path)
+
+
+def _move_once(fs: pafs.FileSystem, staged: str, final: str) -> None:
+    if fs.get_file_info(staged).type == pafs.FileType.File:
+        fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
+        fs.move(staged, final)
+    elif fs.get_file_info(final).type != pafs.FileType.File:
+        raise storage.StorageError(f"{final}: neither it nor its staged file {staged} exists; "
+                                   "the staging of this run was removed by hand")
+
+
+_MANIFEST_KEYS = ("run", "finished_at", "output", "distributions")
+
+
+def read_manifest(layout: Layout) -> dict | None:
+    """The run's manifest; None when the run is not committed. A manifest that is not JSON or lacks
+    what a manifest holds is a StorageError naming it."""
+    if not storage.exists(layout.manifest):
+        return None
+    try:
+        manifest = json.loads(storage.read_text(layout.manifest))
+    except ValueError as e:
+        raise storage.StorageError(f"{layout.manifest}: not JSON ({e})") from None
+    if not isinstance(manifest, dict) or any(k not in manifest for k in _MANIFEST_KEYS):
+        raise storage.StorageError(f"{layout.manifest}: not a textcnn manifest (needs {', '.join(_MANIFEST_KEYS)})")
+    return manifest
+
+
+def _runs(output: str) -> list[str]:
+    """The run keys with a folder under <output>/_runs."""
+    return sorted(i.base_name for i in _list(storage.join(output, "_runs")) if i.type == pafs.FileType.Directory
+                  and i.base_name.startswith(("run_date=", "run=")))
 
 
 def previous_manifest(layout: Layout) -> dict | None:
     """The last successful run before this one: the latest earlier date, or for run ids the most
-    recently finished other run."""
-    runs = [i.base_name for i in _list(layout.output) if i.type == pafs.FileType.Directory
-            and i.base_name.startswith(("run_date=", "run_id=")) and i.base_name != layout.run_key]
+    recently finished other run. An unreadable manifest is skipped with a warning."""
+    others = [r for r in _runs(layout.output) if r != layout.run_key]
     if layout.run_key.startswith("run_date="):
-        earlier = sorted(r for r in runs if r.startswith("run_date=") and r < layout.run_key)
-        for run in reversed(earlier):
-            manifest = read_manifest(storage.join(layout.output, run))
-            if manifest is not None:
-                return manifest
-        return None
-    manifests = [m for m in (read_manifest(storage.join(layout.output, r)) for r in runs) if m]
-    return max(manifests, key=lambda m: m["finished_at"], default=None)
+        others = [r for r in others if r.startswith("run_date=") and r < layout.run_key]
+    manifests = []
+    for run in reversed(others):
+        try:
+            manifest = read_manifest(Layout(layout.output, run))
+        except storage.StorageError as e:
+            log.warning("drift: skipping run %s: %s", run, e)
+            continue
+        if manifest is not None:
+            manifests.append(manifest)
+            if layout.run_key.startswith("run_date="):
+                break
+    return max(manifests, key=lambda m: str(m["finished_at"]), default=None)
 
 
-def read_run(run_dir: str, dead_letter: bool = False) -> pa.Table:
+def run_keys(output: str) -> set[str]:
+    """Partition names found in output's scores dataset (run_date=... or run=...)."""
+    return {i.base_name for i in _list(storage.join(output, SCORES)) if i.type == pafs.FileType.Directory}
+
+
+def read_run(layout: Layout, dead_letter: bool = False) -> pa.Table:
     """A committed run's scores (or dead letters), read from the files its manifest lists: the way a
     consumer should read a run. StorageError when the run has no _SUCCESS."""
-    manifest = read_manifest(run_dir)
+    manifest = read_manifest(layout)
     if manifest is None:
-        raise storage.StorageError(f"{run_dir}: no {MANIFEST}; the run is not committed")
+        raise storage.StorageError(f"{layout.manifest}: missing; run {layout.run_key} is not committed")
     files = manifest["output"]["dead_letter_files" if dead_letter else "files"]
-    fs, root = storage.resolve(run_dir)
+    fs, root = storage.resolve(layout.output)
     return pads.dataset([f"{root}/{f['path']}" for f in files], filesystem=fs, format="parquet").to_table()

@@ -37,7 +37,7 @@ from textcnn.model import TextCNN
 from textcnn.plan import Plan, duplicate_rows, plan_input, repeats
 from textcnn.rows import DataError, RowLimits
 from textcnn.scorer import Scorer
-from textcnn.stages import PRED_LABEL, PRED_PROB, PROB_PREFIX, read_unit, write_parts
+from textcnn.stages import OUTPUT_COLUMNS, PRED_LABEL, PRED_PROB, PROB_PREFIX, read_unit, write_parts
 
 __all__ = ["PRED_LABEL", "PRED_PROB", "PROB_PREFIX", "Scorer", "RunSummary", "score", "ReconcileError",
            "DriftError"]
@@ -57,8 +57,13 @@ class DriftError(RuntimeError):
 
 @dataclass
 class RunSummary:
-    run_dir: str
+    layout: runs.Layout
     manifest: dict[str, Any]
+
+    @property
+    def run_dir(self) -> str:
+        """The run's partition of the scores dataset."""
+        return self.layout.run_dir
 
     @property
     def rows_in(self) -> int:
@@ -85,11 +90,27 @@ class RunSummary:
         shift = f"drift {d['drift']:.3f} vs {d['previous_run']}" if d else "no previous run to compare"
         return (f"{self.manifest['run']}: {self.rows_scored:,} scored + {self.rows_dead:,} dead-lettered "
                 f"of {self.rows_in:,} rows in {self.seconds:.1f} s ({self.rows_per_second:,.0f} rows/s); "
-                f"{shift}; -> {self.run_dir}")
+                f"{shift}; -> {self.run_dir} (dead letters: {self.layout.dead_letter_dir})")
+
+
+def _check_output(config: ScoreConfig) -> None:
+    """Refuse an output that would mix with the input, or with runs of the other naming."""
+    if storage.overlaps(config.input, config.output):
+        raise ConfigError(f"output: {config.output} and the input {config.input} are the same place or one holds "
+                          "the other; the score files would become input of the next night")
+    if config.id_column in OUTPUT_COLUMNS or config.id_column.startswith(PROB_PREFIX):
+        raise ConfigError(f"id_column: '{config.id_column}' is the name of a column textcnn writes "
+                          f"({', '.join(OUTPUT_COLUMNS)}, {PROB_PREFIX}<label>); rename it in the input")
+    kind = config.run_key.split("=")[0]
+    other = sorted(k for k in runs.run_keys(config.output) if k.split("=")[0] != kind)
+    if other:
+        raise ConfigError(f"output: {config.output} holds runs named {other[0]}; one output holds runs by date "
+                          "or by --run-id, not both (its readers need one partition key)")
 
 
 def validate(config: ScoreConfig) -> tuple[artifacts.LoadedModel, Plan, dict[int, np.ndarray]]:
     """The model, the input plan and its duplicate ids; one DataError naming every problem found."""
+    _check_output(config)
     problems, loaded, plan, dups = [], None, None, {}
     try:
         loaded = artifacts.load(config.model)        # checks every file and the weights' hash
@@ -210,23 +231,23 @@ def _reconcile(plan: Plan, done: dict[int, dict], config: ScoreConfig) -> None:
             raise ReconcileError(f"{extra} id(s) scored more than once, {ids.null_count} null; nothing committed")
 
 
-def _outputs(done: dict[int, dict]) -> list[tuple[str, str, int]]:
-    """(staged uri, name in the run folder, rows) of every part, in unit then row order."""
+def _outputs(done: dict[int, dict], layout: runs.Layout) -> list[tuple[str, str, int]]:
+    """(staged uri, path relative to output, rows) of every part, in unit then row order."""
     out = []
     for unit in sorted(done):
         for f in sorted(done[unit]["files"], key=lambda f: f["uri"]):
-            row = f["uri"].rsplit("-", 1)[1]
-            name = f"part-{unit:06d}-{row}"
-            out.append((f["uri"], name if f["kind"] == "score" else f"dead_letter/{name}", f["rows"]))
+            first_row = int(f["uri"].rsplit("-", 1)[1].split(".")[0])
+            dataset = runs.SCORES if f["kind"] == "score" else runs.DEAD_LETTERS
+            out.append((f["uri"], layout.part(dataset, unit, first_row), f["rows"]))
     return out
 
 
 def _manifest(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, done: dict[int, dict],
-              reused: dict[int, dict], started: float, attempt: str) -> dict[str, Any]:
+              reused: dict[int, dict], started: float, attempt: str, outputs: list) -> dict[str, Any]:
     total = _merge(list(done.values()))
-    outputs = _outputs(done)
     seconds = time.time() - started
-    scored = sum(n for _, name, n in outputs if not name.startswith("dead_letter/"))
+    is_score = lambda path: path.startswith(runs.SCORES + "/")  # noqa: E731
+    scored = sum(n for _, path, n in outputs if is_score(path))
     return {
         "run": config.run_key, "run_id": config.run_date or config.run_id, "attempt": attempt,
         "started_at": _iso(started), "finished_at": _iso(time.time()),
@@ -237,9 +258,9 @@ def _manifest(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, do
                   "files": [{"uri": f.uri, "rows": f.rows} for f in plan.files]},
         "output": {"rows_scored": scored, "rows_dead_lettered": plan.rows - scored,
                    "dead_letter_reasons": total["reasons"],
-                   "files": [{"path": name, "rows": n} for _, name, n in outputs if not name.startswith("dead_")],
-                   "dead_letter_files": [{"path": name, "rows": n} for _, name, n in outputs
-                                         if name.startswith("dead_")]},
+                   "files": [{"path": path, "rows": n} for _, path, n in outputs if is_score(path)],
+                   "dead_letter_files": [{"path": path, "rows": n} for _, path, n in outputs
+                                         if not is_score(path)]},
         "resume": {"units": len(plan.units), "units_reused": len(reused),
                    "rows_reused": sum(r["rows"] for r in reused.values())},
         "distributions": {"labels": total["labels"], "top_prob_histogram": total["top_prob_histogram"]},
@@ -265,18 +286,41 @@ def _check_drift(manifest: dict, layout: runs.Layout, max_drift: float | None) -
     return result
 
 
+def _fingerprint(config: ScoreConfig, plan: Plan, lineage: dict[str, str]) -> dict[str, Any]:
+    """What a resumed attempt must share with the one it resumes: input, model and what shapes the rows."""
+    fingerprint = {"input": plan.fingerprint(), **lineage, "config": to_dict(config)}
+    for volatile in ("actors", "batch_size", "cpus_per_actor", "use_gpu", "max_drift", "lock_ttl"):
+        fingerprint["config"].pop(volatile)
+    return fingerprint
+
+
+def _finish_cut_off_commit(layout: runs.Layout, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+    """Finish a commit an earlier attempt began and did not end (killed between its steps). Its
+    manifest when that attempt ran this same run, which is then done; else None."""
+    commit = runs.pending_commit(layout)
+    if commit is None:
+        return None
+    same = runs.Staging(layout).recorded() == fingerprint
+    log.warning("%s: finishing the commit that an earlier attempt (%s) began", layout.run_key,
+                commit.manifest.get("attempt"))
+    for step in runs.commit_steps(layout, commit):
+        step()
+    return commit.manifest if same else None
+
+
 def score(config: ScoreConfig) -> RunSummary:
-    """Score config.input into <output>/<run>/ exactly once; see the module docstring."""
+    """Score config.input into <output>/scores/<run>/ exactly once; see the module docstring."""
     started, attempt = time.time(), uuid.uuid4().hex[:12]
     loaded, plan, dups = validate(config)
     layout = runs.Layout(config.output, config.run_key)
     lineage = {"model_version": loaded.version, "vocab_hash": loaded.vocab_hash,
                "run_id": config.run_date or config.run_id}
     with runs.RunLock(layout.lock, config.lock_ttl):
+        fingerprint = _fingerprint(config, plan, lineage)
+        finished = _finish_cut_off_commit(layout, fingerprint)
+        if finished is not None:
+            return RunSummary(layout, finished)
         staging = runs.Staging(layout)
-        fingerprint = {"input": plan.fingerprint(), **lineage, "config": to_dict(config)}
-        for volatile in ("actors", "batch_size", "cpus_per_actor", "use_gpu", "max_drift", "lock_ttl"):
-            fingerprint["config"].pop(volatile)
         reused = staging.start(fingerprint)
         pending = [u for u in plan.units if u.index not in reused]
         log.info("%s: %d units of %d rows in %d file(s); %d committed by an earlier attempt, %d to score",
@@ -286,8 +330,8 @@ def score(config: ScoreConfig) -> RunSummary:
         fresh = _score_pending(config, loaded, plan, dups, pending, staging, lineage) if pending else {}
         done = {**reused, **fresh}
         _reconcile(plan, done, config)
-        manifest = _manifest(config, loaded, plan, done, reused, started, attempt)
+        outputs = _outputs(done, layout)
+        manifest = _manifest(config, loaded, plan, done, reused, started, attempt, outputs)
         manifest["drift"] = _check_drift(manifest, layout, config.max_drift)
-        runs.publish(layout, [(staged, name) for staged, name, _ in _outputs(done)], manifest)
-        staging.clear()
-    return RunSummary(layout.run_dir, manifest)
+        runs.publish(layout, runs.Commit(tuple((staged, path) for staged, path, _ in outputs), manifest))
+    return RunSummary(layout, manifest)

@@ -25,7 +25,7 @@ from pyarrow.fs import FileSystem
 
 from textcnn import drift, storage
 from textcnn.plan import row_key
-from textcnn.rows import DataError, RowLimits, as_mask, check_rows
+from textcnn.rows import DataError, RowLimits, as_mask, as_plain, check_rows
 from textcnn.text import cached_tokenizer
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ PRED_LABEL, PRED_PROB, PROB_PREFIX = "predicted_label", "predicted_prob", "prob_
 PRED_LABELS = "predicted_labels"   # multi-label models: every class at or above its threshold
 EXPLANATION = "explanation"     # with --explain K: JSON [{"ngram", "contribution"}], strongest first
 LINEAGE = ("model_version", "vocab_hash", "run_id")
+# every column name a score file may hold besides the id and prob_<label>, and the partition keys
+OUTPUT_COLUMNS = (PRED_LABEL, PRED_LABELS, PRED_PROB, EXPLANATION) + LINEAGE + ("run_date", "run")
 READ_ROWS = 8192            # rows per record batch read from a unit
 READ_AHEAD_THREADS = 8      # small pieces of a unit read at once: their latency, not bandwidth, counts
 TEXT_PREFIX_CHARS = 200     # of a dead-lettered text, kept to help find the problem
@@ -50,12 +52,12 @@ def _checked_table(unit: dict, piece: dict, first_row: int, seq: int, rb: pa.Rec
     checked = check_rows(rb.column(0), rb.column(1), np.isin(row_key(piece["file"], rows), unit["dups"]),
                          tokenizer, limits)
     bad = checked.reasons != None  # noqa: E711
-    ids = rb.column(0)
+    ids = as_plain(rb.column(0))
     return pa.table({
         "unit": pa.array(np.full(rb.num_rows, unit["unit"], dtype=np.int32)),
         "row": pa.array(rows),                                  # within its file
         "seq": pa.array(np.arange(seq, seq + rb.num_rows, dtype=np.int64)),   # within its unit
-        "id": ids.cast(pa.string()) if pa.types.is_large_string(ids.type) else ids,
+        "id": ids,
         "reason": pa.array(checked.reasons, pa.string()),
         # what a dead letter keeps, on bad rows only
         "source_file": pa.array([piece["uri"] if b else None for b in bad], pa.string()),

@@ -200,3 +200,21 @@ def missing_reason(uri: str, fs: pafs.FileSystem | None = None) -> str | None:
     if isinstance(fs, pafs.S3FileSystem) and fs.get_file_info(bucket).type == pafs.FileType.NotFound:
         return f"bucket '{bucket}' does not exist"
     return "not found"
+
+
+def _location(uri: str) -> tuple[str, str]:
+    """(scheme, normalised path) of uri: a local path resolved through symlinks, a URI's as written."""
+    if is_remote(uri):
+        scheme, path = uri.split("://", 1)
+        return scheme, posixpath.normpath("/" + path)
+    path = uri.removeprefix("file://")
+    return "file", os.path.realpath(os.path.expanduser(path))
+
+
+def overlaps(a: str, b: str) -> bool:
+    """Whether a and b are the same place, or one lies inside the other."""
+    (scheme_a, path_a), (scheme_b, path_b) = _location(a), _location(b)
+    if scheme_a != scheme_b:
+        return False
+    inside = lambda inner, outer: inner.startswith(outer.rstrip("/") + "/")  # noqa: E731
+    return path_a == path_b or inside(path_a, path_b) or inside(path_b, path_a)

@@ -29,7 +29,7 @@ from tests.procs import registered_epoch, stop_group
 from textcnn import artifacts, storage
 from textcnn.bench import untrained_model
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN, make_corpus
-from textcnn.runs import read_run
+from textcnn.runs import Layout, read_run
 from textcnn.score import PRED_LABEL, PRED_PROB
 from textcnn.stages import LINEAGE
 
@@ -168,14 +168,14 @@ def test_nightly_scoring_job_over_s3_survives_losing_the_worker_node(cluster, s3
     stop_group(worker)                                                       # the worker node dies
     log = cluster.wait_job("score-1", 900)
     assert f"{rows:,} scored + 0 dead-lettered of {rows:,} rows" in log
-    run_dir = f"{bucket}/scores/run_date=2026-11-29"
-    scores = read_run(run_dir)
+    layout = Layout(f"{bucket}/scores", "run_date=2026-11-29")
+    scores = read_run(layout)
     ids = scores.column("id").to_pylist()
     assert len(ids) == len(set(ids)) == rows
     assert scores.schema.names == ["id", PRED_LABEL, PRED_PROB, "prob_fresh", "prob_rotten", *LINEAGE]
     restarts = cluster.actor_restarts("Scorer")
     assert len(restarts) == 2 and max(restarts) >= 1, restarts   # one actor died with the node
-    manifest = storage.read_text(f"{run_dir}/_SUCCESS")
+    manifest = storage.read_text(layout.manifest)
     assert len(json.loads(manifest)["input"]["files"]) == len(list((tmp_path / "corpus").iterdir()))
     for secret in (s3.secret, s3.key):
         assert secret not in log and secret not in manifest

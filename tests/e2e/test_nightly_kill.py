@@ -69,14 +69,14 @@ def test_lock_refuses_a_second_run_and_a_killed_run_resumes_to_the_same_rows(job
     assert first.poll() is None, "the first run ended before it could be killed:\n" + jobs.log("first")[-3000:]
     jobs.kill(first)                                  # SIGKILL part way: no cleanup runs
     committed = _done_units(jobs.out)
-    assert 3 <= committed < 40 and not (jobs.out / f"run_date={DATE}" / "_SUCCESS").exists()
+    assert 3 <= committed < 40 and not (jobs.out / "_runs" / f"run_date={DATE}" / "_SUCCESS").exists()
 
     again = jobs.start("again")                       # takes over the dead driver's lock and resumes
     assert again.wait(timeout=600) == 0, jobs.log("again")
-    manifest = runs.read_manifest(str(jobs.out / f"run_date={DATE}"))
+    manifest = runs.read_manifest(runs.Layout(str(jobs.out), f"run_date={DATE}"))
     assert manifest["resume"]["units_reused"] >= committed and manifest["resume"]["units"] == 40
     assert "20,000 scored + 0 dead-lettered of 20,000 rows" in jobs.log("again")
-    scores = runs.read_run(str(jobs.out / f"run_date={DATE}")).sort_by("id")
+    scores = runs.read_run(runs.Layout(str(jobs.out), f"run_date={DATE}")).sort_by("id")
     expected = jobs.table.sort_by("id")
     assert scores["id"].to_pylist() == expected["id"].to_pylist()       # each row once
     # the same scores an uninterrupted pass gives: the Ray-free Scorer over the same texts

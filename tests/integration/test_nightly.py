@@ -58,7 +58,7 @@ def _config(model, corpus, out, **kw):
 def test_every_row_is_scored_once_or_dead_lettered_with_its_reason(tiny_model_dir, tmp_path):
     expected = _corpus(tmp_path / "in")
     summary = score(_config(tiny_model_dir, tmp_path / "in", tmp_path / "out"))
-    scores, dead = runs.read_run(summary.run_dir), runs.read_run(summary.run_dir, dead_letter=True)
+    scores, dead = runs.read_run(summary.layout), runs.read_run(summary.layout, dead_letter=True)
     manifest = summary.manifest
     bad = {k: v for k, v in expected.items() if v}
     assert len(set(bad.values())) == len(REASONS) == 10
@@ -91,13 +91,13 @@ def test_a_rerun_replaces_the_date_instead_of_appending(tiny_model_dir, tmp_path
     out = tmp_path / "out"
     first = score(_config(tiny_model_dir, tmp_path / "in", out, batch_size=0))
     assert first.manifest["config"]["batch_size"] == 4096             # 0: resolved from the device, a CPU
-    first_ids = sorted(runs.read_run(first.run_dir)["id"].to_pylist())
+    first_ids = sorted(runs.read_run(first.layout)["id"].to_pylist())
     again = score(_config(tiny_model_dir, tmp_path / "in", out))
     assert again.manifest["attempt"] != first.manifest["attempt"]
     # how a unit's rows split into files follows Ray Data's blocks, which vary between runs; the rows do not
     on_disk = sorted(p for p in os.listdir(again.run_dir) if p.endswith(".parquet"))
-    assert on_disk == sorted(f["path"] for f in again.manifest["output"]["files"])     # nothing appended
-    again_ids = sorted(runs.read_run(again.run_dir)["id"].to_pylist())
+    assert on_disk == sorted(f["path"].rsplit("/", 1)[1] for f in again.manifest["output"]["files"])  # not appended
+    again_ids = sorted(runs.read_run(again.layout)["id"].to_pylist())
     assert again_ids == first_ids and len(set(again_ids)) == 1000
     assert not os.path.exists(out / "_staging" / "run_date=2026-11-29")
     assert not os.listdir(out / "_locks")
@@ -113,7 +113,7 @@ def test_drift_against_the_previous_date_is_reported_and_can_stop_the_commit(tin
     score(_config(tiny_model_dir, tmp_path / "day1", out, run_date="2026-11-28"))
     with pytest.raises(DriftError, match="over --max-drift 0.01"):
         score(_config(tiny_model_dir, tmp_path / "day2", out, max_drift=0.01))
-    assert runs.read_manifest(str(out / "run_date=2026-11-29")) is None           # nothing committed
+    assert runs.read_manifest(runs.Layout(str(out), "run_date=2026-11-29")) is None           # nothing committed
     summary = score(_config(tiny_model_dir, tmp_path / "day2", out, max_drift=100.0))
     assert summary.manifest["resume"]["units_reused"] == 2 == summary.manifest["resume"]["units"]
     assert summary.manifest["drift"]["previous_run"] == "run_date=2026-11-28"
@@ -142,10 +142,10 @@ def test_a_corrupt_file_is_named_or_with_the_flag_listed_as_skipped(tiny_model_d
     assert summary.rows_in == summary.rows_scored == 500
     skipped = summary.manifest["input"]["skipped_files"]
     assert [s["uri"] for s in skipped] == [str(tmp_path / "in" / "part-1.parquet")]
-    manifest = json.loads((tmp_path / "out" / "run_date=2026-11-29" / "_SUCCESS").read_text())
+    manifest = json.loads((tmp_path / "out" / "_runs" / "run_date=2026-11-29" / "_SUCCESS").read_text())
     assert manifest["input"]["skipped_files"] == skipped
-    assert set(runs.read_run(summary.run_dir)[PRED_LABEL].to_pylist()) <= {"neg", "pos"}
-    assert np.isfinite(runs.read_run(summary.run_dir)[PROB_PREFIX + "neg"].to_numpy()).all()
+    assert set(runs.read_run(summary.layout)[PRED_LABEL].to_pylist()) <= {"neg", "pos"}
+    assert np.isfinite(runs.read_run(summary.layout)[PROB_PREFIX + "neg"].to_numpy()).all()
 
 
 def test_a_corrupt_page_behind_a_sound_footer_is_named(tiny_model_dir, tmp_path):
@@ -158,7 +158,7 @@ def test_a_corrupt_page_behind_a_sound_footer_is_named(tiny_model_dir, tmp_path)
     path.write_bytes(bytes(data))
     with pytest.raises(DataError, match=r"part-1.parquet: cannot read rows from 0"):
         score(_config(tiny_model_dir, tmp_path / "in", tmp_path / "out"))
-    assert runs.read_manifest(str(tmp_path / "out" / "run_date=2026-11-29")) is None
+    assert runs.read_manifest(runs.Layout(str(tmp_path / "out"), "run_date=2026-11-29")) is None
 
 
 def test_an_onnx_export_scores_the_same_and_explanations_ride_along(tiny_model_dir, tmp_path):
@@ -169,7 +169,7 @@ def test_an_onnx_export_scores_the_same_and_explanations_ride_along(tiny_model_d
                              explain=2))
     exported = score(_config(str(tmp_path / "onnx"), tmp_path / "in", tmp_path / "out", run_id="onnx",
                              run_date=""))
-    a, b = (runs.read_run(s.run_dir).sort_by("id") for s in (original, exported))
+    a, b = (runs.read_run(s.layout).sort_by("id") for s in (original, exported))
     assert a["id"].to_pylist() == b["id"].to_pylist() and a.num_rows == 600
     np.testing.assert_allclose(a[PROB_PREFIX + "pos"].to_numpy(), b[PROB_PREFIX + "pos"].to_numpy(), atol=1e-4)
     onnx_config = json.load(open(tmp_path / "onnx" / "config.json"))

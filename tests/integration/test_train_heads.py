@@ -83,7 +83,7 @@ def test_multi_label_with_frozen_pretrained_vectors(tmp_path):
     # a scoring run: each row gets every class at or above its threshold
     summary = score(ScoreConfig(model=out, input=str(tmp_path / "test.parquet"), output=str(tmp_path / "scores"),
                                 run_id="ml", actors=1))
-    scored = read_run(summary.run_dir).sort_by("id")
+    scored = read_run(summary.layout).sort_by("id")
     assert summary.rows_scored == scored.num_rows == 600
     probs = np.stack([scored[PROB_PREFIX + name].to_numpy() for name in loaded.labels], axis=1)
     expected = [[n for n, p, t in zip(loaded.labels, row, loaded.thresholds) if p >= t] for row in probs]

@@ -73,7 +73,7 @@ def test_scoring_gives_one_row_per_id_with_probabilities_summing_to_one(rt_model
     out = str(tmp_path / "scores")
     summary = score(ScoreConfig(model=model, input=str(tmp_path / "in"), output=out, run_id="t", actors=2,
                                 batch_size=128))
-    scores = read_run(summary.run_dir)
+    scores = read_run(summary.layout)
     assert summary.rows_in == summary.rows_scored == scores.num_rows == 1275
     assert sorted(scores.column("id").to_pylist()) == sorted(table.column("id").to_pylist())
     labels = json.load(open(os.path.join(model, "labels.json")))
