@@ -228,7 +228,10 @@ def _torch_model(uri: str, weights: bytes, model_config: ModelConfig, device: st
         model = TextCNN(model_config)
         state.setdefault("ngrams.weight", model.ngrams.weight.detach())   # saved before the n-gram branch
         model.load_state_dict(state)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, KeyError, TypeError, ValueError, EOFError) as e:
+    except pickle.UnpicklingError:
+        raise ModelDirError(f"{where}: holds pickled objects other than tensors; refused, never run "
+                            "(a model directory's weights load with weights_only=True)") from None
+    except (RuntimeError, AttributeError, KeyError, TypeError, ValueError, EOFError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelDirError(f"{where}: not a state_dict of this model's config ({first})") from None
     return model.to(device).eval()

@@ -251,9 +251,10 @@ def _today() -> str:
 @click.option("--model", required=True, help="Model directory from `textcnn train`.")
 @click.option("--input", "input_path", required=True, help="Parquet file or folder to score.")
 @click.option("--output", required=True,
-              help="Root folder; the run is written to OUTPUT/run_date=DATE/ (replacing an earlier run).")
+              help="Root folder: the run's scores go to OUTPUT/scores/run_date=DATE/, its dead letters to "
+                   "OUTPUT/dead_letters/run_date=DATE/ (replacing an earlier run of that date).")
 @click.option("--date", "run_date", default=None, help="The run's date, YYYY-MM-DD; default: today (UTC).")
-@click.option("--run-id", default=None, help="Name the run OUTPUT/run_id=ID/ instead of by date.")
+@click.option("--run-id", default=None, help="Name the run run=ID instead of by date (OUTPUT/scores/run=ID/).")
 @click.option("--id-column", default="id", show_default=True)
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--actors", default=0, show_default=True,
@@ -287,7 +288,8 @@ def score_cmd(model: str, input_path: str, output: str, run_date: str | None, ru
               cpus_per_actor: float, unit_rows: int, max_text_chars: int, allow_unknown_only: bool,
               skip_bad_files: bool, max_drift: float | None, lock_ttl: float, explain: int,
               precision: str) -> None:
-    """Score INPUT with MODEL into OUTPUT/run_date=DATE/: score files, dead_letter/ and _SUCCESS."""
+    """Score INPUT with MODEL: OUTPUT/scores/run_date=DATE/ (score files only), OUTPUT/dead_letters/
+    run_date=DATE/, and the manifest OUTPUT/_runs/run_date=DATE/_SUCCESS, written last."""
     from textcnn.score import score
     summary = score(ScoreConfig(
         model=model, input=input_path, output=output, run_date="" if run_id else (run_date or _today()),
@@ -353,6 +355,8 @@ def explain_cmd(model: str, texts: tuple[str, ...], k: int) -> None:
     from textcnn import artifacts
     from textcnn.explain import explain_texts
     from textcnn.model import TextCNN
+    if k < 1:
+        raise ConfigError(f"-k/--top: must be >= 1, got {k}")
     loaded = artifacts.load(model)
     if not isinstance(loaded.model, TextCNN):
         raise ConfigError(f"model: explanations need the PyTorch model directory; {model} is an export")

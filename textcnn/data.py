@@ -56,9 +56,9 @@ def read_parquet(uri: str, columns: list[str]) -> Dataset:
 def check_labelled(config: TrainConfig) -> None:
     """Fail before Ray starts when the training or validation data lacks its columns."""
     columns = [config.text_column, config.label_column]
-    check_columns(config.train, columns, "training data")
-    if config.val:
-        check_columns(config.val, columns, "validation data")
+    for uri, what in ((config.train, "training data"), (config.val, "validation data")):
+        if uri and check_columns(uri, columns, what).count_rows() == 0:
+            raise DataError(f"{what} {uri} has no rows")
 
 
 def read_labelled(config: TrainConfig) -> tuple[Dataset, Dataset]:
@@ -109,6 +109,9 @@ def survey(ds: Dataset, config: TrainConfig) -> Survey:
             builder = VocabBuilder(split_mode(config.tokenizer, share))
         lengths.extend(len(tokens) for tokens in builder.update(texts))
         rows += batch.num_rows
+    if not any(lengths):
+        raise DataError(f"training data {config.train}: every text in column '{config.text_column}' is empty "
+                        f"({rows} rows, no token); nothing to learn from")
     if len(counts) < 2:
         raise DataError(f"training data {config.train}: needs at least 2 classes in "
                         f"'{config.label_column}', found {sorted(counts)} in {rows} rows")

@@ -187,6 +187,8 @@ def plan_input(uri: str, id_column: str, text_column: str, unit_rows: int,
     """Read every footer of the input and cut it into units; a DataError names every problem."""
     fs, _ = storage.resolve(uri)
     paths = _list_files(uri)
+    if not paths:
+        raise DataError(f"scoring input {uri}: no files (names starting with '_' or '.' are skipped)")
     with ThreadPoolExecutor(_IO_THREADS) as pool:
         opened = list(pool.map(lambda p: _open(fs, p, id_column), paths))
     files, skipped, problems, id_types, ids = [], [], [], {}, {}
@@ -208,6 +210,8 @@ def plan_input(uri: str, id_column: str, text_column: str, unit_rows: int,
     if len(id_types) > 1:
         problems.append(f"column '{id_column}' has different types across files: "
                         + ", ".join(f"{t} (e.g. {u})" for t, u in id_types.items()))
+    if len(problems) == 1:
+        raise DataError(f"scoring input {uri}: {problems[0]}")
     if problems:
         shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
         raise DataError(f"scoring input {uri}: {len(problems)} problem(s):\n  " + "\n  ".join(shown))

@@ -30,6 +30,8 @@ REASONS = {
     "text_too_long": "the text is longer than max_text_chars",
     "text_empty": "the text is empty or blank",
     "text_unknown_only": "no token of the text is in the vocabulary (scored with allow_unknown_only)",
+    "row_group_unreadable": "the row's row group of its file could not be read (with --skip-bad-files); "
+                            "text_prefix holds the read error",
 }
 # C0 controls but tab, newline and carriage return; DEL; the C1 controls (U+0080-U+009F), which
 # mis-decoded Latin-1/CP1252 bytes and binary blobs bring and no text needs

@@ -127,6 +127,8 @@ def validate(config: ScoreConfig) -> tuple[artifacts.LoadedModel, Plan, dict[int
         problems += [f"{uri}: {reason}" for uri, reason in bad.items()]
     except DataError as e:
         problems.append(str(e))
+    if len(problems) == 1:
+        raise DataError(f"cannot start scoring: {problems[0]}")
     if problems:
         raise DataError("cannot start scoring:\n" + "\n".join(problems))
     for wanted, name in ((config.explain, "explain"), (config.precision == "int8", "precision int8")):
@@ -144,6 +146,7 @@ def _pipeline(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, du
               pending: list, layout: runs.Layout, lineage: dict[str, str]) -> ray.data.Dataset:
     items = [{"unit": u.index, "dups": dups.get(u.index, np.empty(0, np.int64)).tolist(),
               "pieces": [{"file": p.file, "uri": plan.files[p.file].uri, "row_groups": list(p.row_groups),
+                          "group_rows": [plan.files[p.file].row_groups[g] for g in p.row_groups],
                           "first_row": p.first_row, "rows": p.rows} for p in u.pieces]}
              for u in pending]
     fs = storage.filesystem(config.input)
@@ -177,7 +180,8 @@ def _merge(records: list[dict]) -> dict:
         hist += np.asarray(r["top_prob_histogram"], dtype=np.int64)
     files = [f for r in records for f in r["files"]]
     return {"rows": sum(r["rows"] for r in records), "files": files, "labels": dict(labels),
-            "reasons": dict(reasons), "top_prob_histogram": hist.tolist()}
+            "reasons": dict(reasons), "top_prob_histogram": hist.tolist(),
+            "unreadable": [u for r in records for u in r.get("unreadable", [])]}
 
 
 def _with_resources(config: ScoreConfig) -> ScoreConfig:
@@ -231,6 +235,17 @@ def _reconcile(plan: Plan, done: dict[int, dict], config: ScoreConfig) -> None:
             raise ReconcileError(f"{extra} id(s) scored more than once, {ids.null_count} null; nothing committed")
 
 
+def _refuse_unreadable(done: dict[int, dict], config: ScoreConfig) -> None:
+    """Without --skip-bad-files, row groups that could not be read stop the commit (their rows wait in
+    staging as dead letters, so a rerun with the flag only commits)."""
+    unreadable = sorted({(u["uri"], u["error"]) for r in done.values() for u in r.get("unreadable", [])})
+    if unreadable and not config.skip_bad_files:
+        more = f" (and {len(unreadable) - 1} more row group(s))" if len(unreadable) > 1 else ""
+        uri, error = unreadable[0]
+        raise DataError(f"{uri}: {error}{more}; not committed. Rerun with --skip-bad-files to commit its rows as "
+                        "dead letters (row_group_unreadable); the rows scored so far are kept")
+
+
 def _outputs(done: dict[int, dict], layout: runs.Layout) -> list[tuple[str, str, int]]:
     """(staged uri, path relative to output, rows) of every part, in unit then row order."""
     out = []
@@ -255,6 +270,7 @@ def _manifest(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, do
         "model": {"uri": config.model, "model_version": loaded.version, "vocab_hash": loaded.vocab_hash},
         "config": to_dict(config),
         "input": {"uri": config.input, "rows": plan.rows, "skipped_files": plan.skipped,
+                  "unreadable_row_groups": total["unreadable"],      # their rows are dead letters
                   "files": [{"uri": f.uri, "rows": f.rows} for f in plan.files]},
         "output": {"rows_scored": scored, "rows_dead_lettered": plan.rows - scored,
                    "dead_letter_reasons": total["reasons"],
@@ -289,7 +305,7 @@ def _check_drift(manifest: dict, layout: runs.Layout, max_drift: float | None) -
 def _fingerprint(config: ScoreConfig, plan: Plan, lineage: dict[str, str]) -> dict[str, Any]:
     """What a resumed attempt must share with the one it resumes: input, model and what shapes the rows."""
     fingerprint = {"input": plan.fingerprint(), **lineage, "config": to_dict(config)}
-    for volatile in ("actors", "batch_size", "cpus_per_actor", "use_gpu", "max_drift", "lock_ttl"):
+    for volatile in ("actors", "batch_size", "cpus_per_actor", "use_gpu", "max_drift", "lock_ttl", "skip_bad_files"):
         fingerprint["config"].pop(volatile)
     return fingerprint
 
@@ -330,6 +346,7 @@ def score(config: ScoreConfig) -> RunSummary:
         fresh = _score_pending(config, loaded, plan, dups, pending, staging, lineage) if pending else {}
         done = {**reused, **fresh}
         _reconcile(plan, done, config)
+        _refuse_unreadable(done, config)
         outputs = _outputs(done, layout)
         manifest = _manifest(config, loaded, plan, done, reused, started, attempt, outputs)
         manifest["drift"] = _check_drift(manifest, layout, config.max_drift)

@@ -14,7 +14,6 @@ import logging
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,7 @@ from pyarrow.fs import FileSystem
 
 from textcnn import drift, storage
 from textcnn.plan import row_key
-from textcnn.rows import DataError, RowLimits, as_mask, as_plain, check_rows
+from textcnn.rows import RowLimits, as_mask, as_plain, check_rows
 from textcnn.text import cached_tokenizer
 
 log = logging.getLogger(__name__)
@@ -72,24 +71,71 @@ def _read_piece(fs: FileSystem, piece: dict, columns: list[str]) -> pa.Table:
         return pq.ParquetFile(f).read_row_groups(piece["row_groups"], columns=columns)
 
 
+def _stream(fs: FileSystem, piece: dict, groups: list[int], columns: list[str],
+            ahead: Future | None) -> Iterator[pa.RecordBatch]:
+    """The record batches of a piece's row groups: from its table read ahead, or from its file."""
+    if ahead is not None:
+        yield from ahead.result().to_batches(max_chunksize=READ_ROWS)
+        return
+    with fs.open_input_file(storage.path_of(piece["uri"])) as f:
+        yield from pq.ParquetFile(f).iter_batches(batch_size=READ_ROWS, row_groups=groups, columns=columns)
+
+
+def _group_at(piece: dict, row: int) -> tuple[int, int]:
+    """(index within the piece, first row) of the piece's row group holding row."""
+    start = piece["first_row"]
+    for i, n in enumerate(piece["group_rows"]):
+        if row < start + n:
+            return i, start
+        start += n
+    raise IndexError(f"row {row} is past the piece")
+
+
 def _piece_batches(fs: FileSystem, piece: dict, columns: list[str],
-                   ahead: Future | None) -> Iterator[tuple[int, pa.RecordBatch]]:
-    """(first row, record batch) of a piece: from its table read ahead, or streamed from its file."""
-    row = piece["first_row"]
-    try:
-        with ExitStack() as stack:
-            if ahead is not None:
-                batches = iter(ahead.result().to_batches(max_chunksize=READ_ROWS))
-            else:
-                f = stack.enter_context(fs.open_input_file(storage.path_of(piece["uri"])))
-                batches = pq.ParquetFile(f).iter_batches(batch_size=READ_ROWS, row_groups=piece["row_groups"],
-                                                         columns=columns)
-            for rb in batches:
+                   ahead: Future | None) -> Iterator[tuple[int, pa.RecordBatch | str]]:
+    """(first row, record batch) of a piece: from its table read ahead, or streamed from its file.
+    For a row group that cannot be read (a corrupt page behind a sound footer): (its first unread
+    row, the read error), and reading goes on with the next row group. Its rows become dead letters;
+    the driver then refuses to commit them unless --skip-bad-files says to (score.py). Raising here
+    instead would end the run in Ray's traceback, and lose the rest of the night's work."""
+    row, first = piece["first_row"], 0          # first: index of the row group the stream starts at
+    while first < len(piece["row_groups"]):
+        try:
+            for rb in _stream(fs, piece, piece["row_groups"][first:], columns, ahead):
                 yield row, rb
                 row += rb.num_rows
-    except (OSError, pa.ArrowException) as e:
-        raise DataError(f"{piece['uri']}: cannot read rows from {row} "
-                        f"(row groups {piece['row_groups']}): {storage.reason(e)}") from None
+            return
+        except (OSError, pa.ArrowException) as e:
+            if ahead is not None:     # read again as a stream, to find the row group at fault
+                ahead = None
+                continue
+            at, start = _group_at(piece, row)
+            last = start + piece["group_rows"][at] - 1
+            yield row, f"row group {piece['row_groups'][at]} (rows {start}-{last}): {storage.reason(e)}"
+            row, first = start + piece["group_rows"][at], at + 1
+
+
+def _unreadable_table(fs: FileSystem, unit: dict, piece: dict, first_row: int, seq: int, why: str,
+                      id_column: str, max_length: int) -> pa.Table:
+    """Dead letters for the rows of first_row's row group from first_row on, with their ids when the
+    id column of that group still reads (the plan read it once)."""
+    at, start = _group_at(piece, first_row)
+    n = start + piece["group_rows"][at] - first_row
+    try:
+        with fs.open_input_file(storage.path_of(piece["uri"])) as f:
+            ids = pq.ParquetFile(f).read_row_group(piece["row_groups"][at], columns=[id_column]).column(0)
+        ids = as_plain(ids.combine_chunks()).slice(first_row - start, n).cast(pa.string())
+    except (OSError, pa.ArrowException):
+        ids = pa.nulls(n, pa.string())
+    return pa.table({
+        "unit": pa.array(np.full(n, unit["unit"], dtype=np.int32)),
+        "row": pa.array(np.arange(first_row, first_row + n, dtype=np.int64)),
+        "seq": pa.array(np.arange(seq, seq + n, dtype=np.int64)),
+        "id": ids, "reason": pa.array(["row_group_unreadable"] * n, pa.string()),
+        "source_file": pa.array([piece["uri"]] * n, pa.string()),
+        "text_prefix": pa.array([why[:TEXT_PREFIX_CHARS]] * n, pa.string()),
+        "tokens": pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(n * max_length, np.int32)), max_length),
+    })
 
 
 def read_unit(batch: pa.Table, fs: FileSystem, id_column: str, text_column: str, vocab: dict[str, Any],
@@ -105,8 +151,10 @@ def read_unit(batch: pa.Table, fs: FileSystem, id_column: str, text_column: str,
                  for p in unit["pieces"]]
         for piece, future in zip(unit["pieces"], ahead):
             for first_row, rb in _piece_batches(fs, piece, columns, future):
-                pending.append(_checked_table(unit, piece, first_row, seq, rb, tokenizer, limits))
-                seq += rb.num_rows
+                pending.append(_unreadable_table(fs, unit, piece, first_row, seq, rb, id_column,
+                                                 tokenizer.config.max_length) if isinstance(rb, str) else
+                               _checked_table(unit, piece, first_row, seq, rb, tokenizer, limits))
+                seq += pending[-1].num_rows
                 if sum(t.num_rows for t in pending) >= READ_ROWS:
                     yield pa.concat_tables(pending)
                     pending = []
@@ -154,6 +202,9 @@ def _unit_part(fs: FileSystem, part: pa.Table, unit_dir: str, id_column: str,
     record["labels"] = dict(Counter(scored[PRED_LABEL].to_pylist()))
     record["top_prob_histogram"] = drift.histogram(scored[PRED_PROB].to_numpy())
     record["reasons"] = dict(Counter(dead["reason"].to_pylist()))
+    unreadable = dead.filter(pc.equal(dead["reason"], "row_group_unreadable"))
+    record["unreadable"] = [{"uri": uri, "error": why, "rows": n} for (uri, why), n in Counter(
+        zip(unreadable["source_file"].to_pylist(), unreadable["text_prefix"].to_pylist())).items()]
     return record
 
 

@@ -156,9 +156,19 @@ def test_a_corrupt_page_behind_a_sound_footer_is_named(tiny_model_dir, tmp_path)
     start = text.dictionary_page_offset or text.data_page_offset
     data[start + 8: start + text.total_compressed_size - 4] = b"\xab" * (text.total_compressed_size - 12)
     path.write_bytes(bytes(data))
-    with pytest.raises(DataError, match=r"part-1.parquet: cannot read rows from 0"):
+    with pytest.raises(DataError, match=r"part-1.parquet: row group 0 \(rows 0-199\): .* not committed"):
         score(_config(tiny_model_dir, tmp_path / "in", tmp_path / "out"))
     assert runs.read_manifest(runs.Layout(str(tmp_path / "out"), "run_date=2026-11-29")) is None
+    # with the flag, the row group's rows are dead letters (ids read from the id column) and the rest is scored;
+    # the units scored by the refused attempt are committed as they are
+    summary = score(_config(tiny_model_dir, tmp_path / "in", tmp_path / "out", skip_bad_files=True))
+    assert summary.manifest["resume"]["units_reused"] == summary.manifest["resume"]["units"]
+    dead = runs.read_run(summary.layout, dead_letter=True)
+    assert summary.rows_scored == 800 and summary.rows_dead == 200 == dead.num_rows
+    assert set(dead["reason"].to_pylist()) == {"row_group_unreadable"}
+    assert sorted(dead["id"].to_pylist()) == sorted(f"f1-{i}" for i in range(200))
+    unreadable = summary.manifest["input"]["unreadable_row_groups"]
+    assert [(u["uri"], u["rows"]) for u in unreadable] == [(str(path), 200)] and "row group 0" in unreadable[0]["error"]
 
 
 def test_an_onnx_export_scores_the_same_and_explanations_ride_along(tiny_model_dir, tmp_path):
