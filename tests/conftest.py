@@ -34,6 +34,11 @@ def dataset(name: str, split: str) -> str:
 @pytest.fixture
 def tiny_model_dir(tmp_path: Path) -> str:
     """An untrained but complete model directory over a small English vocabulary."""
+    return make_tiny_model(tmp_path)
+
+
+def make_tiny_model(tmp_path: Path) -> str:
+    """tiny_model_dir's model, written under tmp_path (for fixtures of a wider scope)."""
     builder = VocabBuilder(TokenizerConfig(max_length=16, split="words"))
     builder.update(["a good film", "a bad film", "great fun", "dull and slow"])
     tokenizer = builder.build()

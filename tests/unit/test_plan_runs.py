@@ -130,11 +130,11 @@ def test_a_live_lock_refuses_and_a_dead_holders_lock_is_taken_over(tmp_path):
 
 
 def test_staging_keeps_done_units_of_the_same_plan_only(tmp_path):
-    staging = runs.Staging(runs.Layout(str(tmp_path), "run_id=x"))
+    staging = runs.Staging(runs.Layout(str(tmp_path), "run=x"))
     assert staging.start({"input": "p1"}) == {}
     staging.commit_unit(0, {"rows": 5})
     os.makedirs(staging.layout.unit_dir(1))                         # a unit cut off before its _DONE
-    (tmp_path / "_staging" / "run_id=x" / "units" / "u-000001" / "score-0.parquet").write_bytes(b"x")
+    (tmp_path / "_staging" / "run=x" / "units" / "u-000001" / "score-0.parquet").write_bytes(b"x")
     assert runs.Staging(staging.layout).start({"input": "p1"}) == {0: {"rows": 5}}
     assert not os.path.exists(staging.layout.unit_dir(1))
     assert runs.Staging(staging.layout).start({"input": "p2"}) == {}    # other input: start over
@@ -156,3 +156,54 @@ def test_reconcile_refuses_output_with_an_id_scored_twice(tmp_path):
     _reconcile(plan, done("s0", "s1"), config)                # every id once: accepted
     with pytest.raises(ReconcileError, match="2 id\\(s\\) scored more than once, 0 null"):
         _reconcile(plan, done("s0", "s2"), config)                # a and b twice
+
+
+def _staged_run(out, run_key, ids_by_part):
+    """A run staged as score() leaves it before its commit: a file per part, plan.json, and the Commit."""
+    layout = runs.Layout(str(out), run_key)
+    fingerprint = {"input": run_key}
+    runs.Staging(layout).start(fingerprint)
+    moves = []
+    for unit, ids in enumerate(ids_by_part):
+        staged = os.path.join(layout.unit_dir(unit), "score-000000000000.parquet")
+        os.makedirs(os.path.dirname(staged))
+        _write(staged, ids)
+        moves.append((staged, layout.part(runs.SCORES, unit, 0)))
+    manifest = {"run": run_key, "finished_at": "t", "distributions": {},
+                "output": {"files": [{"path": p, "rows": len(i)} for (_, p), i in zip(moves, ids_by_part)],
+                           "dead_letter_files": []}}
+    return layout, fingerprint, runs.Commit(tuple(moves), manifest)
+
+
+def test_a_commit_cut_off_after_any_step_is_finished_by_the_rerun(tmp_path):
+    """The commit is killed after each of its steps in turn (a rerun of a committed date, replacing
+    its files); the next attempt finishes it, and the date then holds every new row once, no old row.
+    (Cut after its last step, the commit is whole: nothing is left to finish.)"""
+    from textcnn.score import _finish_cut_off_commit
+    cut, steps = 0, [None]
+    while cut <= len(steps):
+        out = tmp_path / f"cut{cut}"
+        old, _, old_commit = _staged_run(out, "run_date=2026-12-06", [["o0"], ["o1"], ["o2"], ["o3"]])
+        runs.publish(old, old_commit)                             # the night as first committed
+        layout, fingerprint, commit = _staged_run(out, "run_date=2026-12-06", [["n0", "n1"], ["n2"], ["n3", "n4"]])
+        steps = runs.commit_steps(layout, commit)
+        runs.storage.write_text(os.path.join(layout.staging, runs.COMMIT), commit.to_json())
+        for step in steps[:cut]:
+            step()
+        finished = _finish_cut_off_commit(layout, fingerprint)
+        assert finished == (commit.manifest if cut < len(steps) else None), cut
+        assert runs.read_manifest(layout) == commit.manifest and not os.path.exists(layout.staging)
+        on_disk = pq.ParquetDataset(str(out / runs.SCORES)).read().column("id").to_pylist()
+        assert sorted(on_disk) == ["n0", "n1", "n2", "n3", "n4"], cut
+        assert sorted(runs.read_run(layout).column("id").to_pylist()) == sorted(on_disk)
+        cut += 1
+    assert cut == len(steps) + 1 == 9
+
+
+def test_drift_skips_an_unreadable_earlier_manifest(tmp_path, caplog):
+    good = {"run": "run_date=2026-12-04", "finished_at": "t", "output": {}, "distributions": {}}
+    for key, text in (("run_date=2026-12-04", json.dumps(good)), ("run_date=2026-12-05", '{"run": "junk"}')):
+        os.makedirs(tmp_path / "_runs" / key)
+        (tmp_path / "_runs" / key / "_SUCCESS").write_text(text)
+    assert runs.previous_manifest(runs.Layout(str(tmp_path), "run_date=2026-12-06")) == good
+    assert "run_date=2026-12-05" in caplog.text and "not a textcnn manifest" in caplog.text
