@@ -19,7 +19,7 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.unit
 
 CLUSTER = ROOT / "cluster"
-K8S_SCHEMAS = ROOT.parent / "shared" / "k8s-schemas"
+K8S_SCHEMAS = ROOT / "tests" / "data" / "k8s-schemas"     # KubeRay v1.7.0's, shipped (NOTICE)
 LAUNCHER_YAMLS = ["local.yaml", "aws.yaml"]
 KUBE_KINDS = {"RayCluster": "raycluster", "RayJob": "rayjob", "RayCronJob": "raycronjob"}
 
