@@ -19,6 +19,7 @@ import click  # noqa: E402
 from textcnn import accuracy  # noqa: E402
 from textcnn.cli import run_process  # noqa: E402
 
+# The full labelled sets (not shipped: the tests' subsets in tests/data are too small to benchmark).
 DEFAULT_DATASETS = os.environ.get("TEXTCNN_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets")
 
 
@@ -32,6 +33,11 @@ DEFAULT_DATASETS = os.environ.get("TEXTCNN_DATASETS", Path(__file__).resolve().p
 @click.option("--workdir", default=None, help="Where the models go; default: a temporary folder.")
 def main(datasets: str, names: tuple[str, ...], workers: int, seeds: int, workdir: str | None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    missing = accuracy.missing(datasets, names)
+    if missing:
+        click.echo(f"accuracy: the full labelled sets are not at {datasets} (no {missing}): pass --datasets DIR "
+                   "or set TEXTCNN_DATASETS", err=True)
+        sys.exit(1)
     refs = accuracy.references(datasets)
     workdir = workdir or tempfile.mkdtemp(prefix="textcnn-accuracy-")
     rows = [accuracy.mean_row([accuracy.run_set(datasets, name, refs[name], workdir, workers, seed)

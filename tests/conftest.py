@@ -1,4 +1,4 @@
-"""Shared fixtures: the shared datasets, and a tiny model directory built without Ray."""
+"""Shared fixtures: the test data shipped in tests/data, and a tiny model directory built without Ray."""
 
 from __future__ import annotations
 
@@ -21,13 +21,18 @@ from textcnn.model import TextCNN
 from textcnn.text import VocabBuilder
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = Path(os.environ.get("TEXTCNN_DATASETS", ROOT.parent / "shared" / "datasets"))
+# The subsets of the labelled sets that the tests read, and a copy of their REFERENCE.md, shipped in the
+# repository (tests/data/README.md; provenance in NOTICE): a clone needs nothing beside it. The full
+# sets are for jobs/accuracy.py (--datasets or TEXTCNN_DATASETS), not for the tests.
+DATASETS = ROOT / "tests" / "data"
+# rt_snippets: the package's bundled sample (6,000 training rows, the whole test split) serves as is.
+_FOLDERS = {"rt_snippets": ROOT / "textcnn" / "sample"}
 
 
 def dataset(name: str, split: str) -> str:
-    path = DATASETS / name / f"{split}.parquet"
+    path = _FOLDERS.get(name, DATASETS / name) / f"{split}.parquet"
     if not path.exists():
-        pytest.fail(f"shared dataset missing: {path} (set TEXTCNN_DATASETS)")
+        pytest.fail(f"test data missing: {path} (tests/data/README.md)")
     return str(path)
 
 

@@ -39,6 +39,19 @@ class Row:
         return self.accuracy >= self.reference.target
 
 
+def missing(datasets: str, names: tuple[str, ...] = ()) -> str | None:
+    """The first file the benchmark needs that datasets lacks (REFERENCE.md, then each set's train and
+    test splits; every set of REFERENCE.md's table unless names), relative to datasets; None if none."""
+    if not os.path.isfile(os.path.join(datasets, "REFERENCE.md")):
+        return "REFERENCE.md"
+    for name in names or references(datasets):
+        for split in ("train", "test"):
+            path = os.path.join(name, f"{split}.parquet")
+            if not os.path.isfile(os.path.join(datasets, path)):
+                return path
+    return None
+
+
 def references(datasets: str) -> dict[str, Reference]:
     """The table of REFERENCE.md: | set | fastText | TF-IDF + LR | target (">= x") |."""
     with open(os.path.join(datasets, "REFERENCE.md"), encoding="utf-8") as f:

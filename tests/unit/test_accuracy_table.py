@@ -1,7 +1,7 @@
 import pytest
 
 from tests.conftest import DATASETS
-from textcnn.accuracy import Reference, Row, mean_row, references, table
+from textcnn.accuracy import Reference, Row, mean_row, missing, references, table
 
 pytestmark = pytest.mark.unit
 
@@ -32,3 +32,9 @@ def test_references_reads_every_set_of_the_shared_table():
     refs = references(str(DATASETS))
     assert set(refs) == {"rt_snippets", "zh_reviews", "thucnews_titles", "sms_spam", "bbc_news"}
     assert refs["rt_snippets"] == Reference(0.767, 0.795, 0.80)
+
+
+def test_missing_names_the_first_file_the_benchmark_lacks(tmp_path):
+    assert missing(str(tmp_path)) == "REFERENCE.md"
+    assert missing(str(DATASETS)) == "rt_snippets/train.parquet"      # the tests' subsets are not the full sets
+    assert missing(str(DATASETS), ("sms_spam",)) is None
