@@ -61,14 +61,15 @@ def test_every_row_is_scored_once_or_dead_lettered_with_its_reason(tiny_model_di
     scores, dead = runs.read_run(summary.layout), runs.read_run(summary.layout, dead_letter=True)
     manifest = summary.manifest
     bad = {k: v for k, v in expected.items() if v}
-    assert len(set(bad.values())) == len(REASONS) == 10
+    row_reasons = set(REASONS) - {"row_group_unreadable"}      # a file's fault: test_a_corrupt_page_...
+    assert set(bad.values()) == row_reasons and len(row_reasons) == 10
     assert summary.rows_in == len(expected) == scores.num_rows + dead.num_rows
     assert manifest["output"]["rows_dead_lettered"] == dead.num_rows == len(bad)
     # each bad row once, with its file, row and reason
     got = {(int(os.path.basename(s).split("-")[1].split(".")[0]), r): reason for s, r, reason in
            zip(dead["source_file"].to_pylist(), dead["source_row"].to_pylist(), dead["reason"].to_pylist())}
     assert got == bad
-    assert manifest["output"]["dead_letter_reasons"] == {r: 1 for r in REASONS}
+    assert manifest["output"]["dead_letter_reasons"] == {r: 1 for r in row_reasons}
     # each good row once, scored as the Ray-free Scorer scores it, with lineage
     ids = scores["id"].to_pylist()
     assert len(ids) == len(set(ids)) == len(expected) - len(bad)
