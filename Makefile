@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-unit test-integration test-e2e clean
+.PHONY: install demo lint test test-unit test-integration test-e2e clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python jobs/demo.py --workdir runs/demo
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check --select E,F,W,I --line-length 120 textcnn tests jobs
+
+test: lint
 	$(BIN)/python -m pytest
 
 test-unit: $(STAMP)
