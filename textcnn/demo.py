@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from textcnn import plots
 from textcnn.config import ScoreConfig, TrainConfig
 from textcnn.evaluation import evaluate_parquet
 from textcnn.sample import SAMPLE_TEST, SAMPLE_TRAIN
@@ -49,6 +50,7 @@ def run(workdir: str, workers: int = 2, actors: int = 2, copies: int = 40) -> De
     report = evaluate_parquet(model, SAMPLE_TEST)
     with open(os.path.join(workdir, "eval.json"), "w") as f:
         json.dump(report, f, indent=2)
+    plots.confusion_matrix(report, os.path.join(workdir, "eval_confusion.png"))
     held_out = score(ScoreConfig(model=model, input=SAMPLE_TEST, output=os.path.join(workdir, "scores"),
                                  run_id="held-out", actors=actors))
     corpus_dir = os.path.join(workdir, "corpus")

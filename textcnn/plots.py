@@ -35,12 +35,13 @@ def _save(fig: Any, plt: Any, uri: str) -> str:
     return uri
 
 
-def training_curves(history: list[dict[str, Any]], uri: str) -> str | None:
-    """Train/validation loss and validation accuracy/macro-F1 per epoch; the written uri or None."""
+def training_curves(history: list[dict[str, Any]], uri: str, chosen: int | None = None) -> str | None:
+    """Train/validation loss and validation accuracy/macro-F1 per epoch, the chosen epoch (the one
+    exported, or whose count the refit trained for) marked; the written uri or None."""
     plt = _pyplot()
     if plt is None or not history:
         return None
-    epochs = [h["epoch"] for h in history]
+    epochs = [h["epoch"] + 1 for h in history]          # counted from 1, as people count them
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
     loss_ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
     loss_ax.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation")
@@ -49,8 +50,11 @@ def training_curves(history: list[dict[str, Any]], uri: str) -> str | None:
     acc_ax.plot(epochs, [h["val_macro_f1"] for h in history], "o-", label="macro-F1")
     acc_ax.set(xlabel="epoch", title="validation")
     for ax in (loss_ax, acc_ax):
+        if chosen is not None:
+            ax.axvline(chosen + 1, color="grey", linestyle="--", label=f"chosen (epoch {chosen + 1})")
         ax.legend()
         ax.grid(alpha=0.3)
+        ax.set_xticks(epochs if len(epochs) <= 20 else epochs[::len(epochs) // 10])   # whole epochs only
     return _save(fig, plt, uri)
 
 

@@ -298,5 +298,5 @@ def export_state(state: dict[str, Any], history: list[dict[str, Any]], p: Prepar
     version = artifacts.save(config.output, state["model"], model_config, p.tokenizer, p.labels,
                              {"validation": metrics, "history": history, **extra}, to_dict(config),
                              thresholds=state["report"].get("thresholds"))
-    plots.training_curves(history, storage.join(config.output, "curves.png"))
+    plots.training_curves(history, storage.join(config.output, "curves.png"), chosen=state["epoch"])
     return version, metrics
