@@ -247,6 +247,10 @@ def _today() -> str:
     return datetime.datetime.now(datetime.timezone.utc).date().isoformat()
 
 
+def _column_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",")) if value else ()
+
+
 @click.command("score")
 @click.option("--model", required=True, help="Model directory from `textcnn train`.")
 @click.option("--input", "input_path", required=True, help="Parquet file or folder to score.")
@@ -255,8 +259,13 @@ def _today() -> str:
                    "OUTPUT/dead_letters/run_date=DATE/ (replacing an earlier run of that date).")
 @click.option("--date", "run_date", default=None, help="The run's date, YYYY-MM-DD; default: today (UTC).")
 @click.option("--run-id", default=None, help="Name the run run=ID instead of by date (OUTPUT/scores/run=ID/).")
-@click.option("--id-column", default="id", show_default=True)
+@click.option("--id-column", default="id", show_default=True,
+              help="The input's id column; with --no-id, the name of the column of made-up ids in the output.")
+@click.option("--no-id", is_flag=True,
+              help="The input has no ids: each row's id is '<file relative to --input>:<row>' (row 0-based).")
 @click.option("--text-column", default="text", show_default=True)
+@click.option("--keep-columns", default=None, callback=_column_list, metavar="A,B",
+              help="Input columns copied into the score files, after the id (not into dead letters).")
 @click.option("--actors", default=0, show_default=True,
               help="Scoring actors; 0: one per CPU core of the cluster (one per GPU with --gpus).")
 @click.option("--batch-size", default=ScoreConfig.batch_size, show_default=True,
@@ -287,7 +296,7 @@ def score_cmd(model: str, input_path: str, output: str, run_date: str | None, ru
               id_column: str, text_column: str, actors: int, batch_size: int, gpus: bool,
               cpus_per_actor: float, unit_rows: int, max_text_chars: int, allow_unknown_only: bool,
               skip_bad_files: bool, max_drift: float | None, lock_ttl: float, explain: int,
-              precision: str) -> None:
+              precision: str, keep_columns: tuple[str, ...], no_id: bool) -> None:
     """Score INPUT with MODEL: OUTPUT/scores/run_date=DATE/ (score files only), OUTPUT/dead_letters/
     run_date=DATE/, and the manifest OUTPUT/_runs/run_date=DATE/_SUCCESS, written last."""
     from textcnn.score import score
@@ -297,7 +306,7 @@ def score_cmd(model: str, input_path: str, output: str, run_date: str | None, ru
         batch_size=batch_size, use_gpu=gpus, cpus_per_actor=cpus_per_actor, unit_rows=unit_rows,
         max_text_chars=max_text_chars, allow_unknown_only=allow_unknown_only,
         skip_bad_files=skip_bad_files, max_drift=max_drift, lock_ttl=lock_ttl, explain=explain,
-        precision=precision))
+        precision=precision, keep_columns=keep_columns, no_id=no_id))
     click.echo(summary.line())
 
 
