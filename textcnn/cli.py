@@ -6,8 +6,9 @@ import datetime
 import gc
 import json
 import logging
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any
 
@@ -18,6 +19,8 @@ from textcnn.config import (
     NGRAM_INITS,
     PLACEMENTS,
     PRECISIONS,
+    PREDICT_BATCH_ROWS,
+    PREDICT_FORMATS,
     SCORE_PRECISIONS,
     SPLITS,
     ConfigError,
@@ -43,11 +46,8 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         from textcnn.export import ExportError
         from textcnn.rows import DataError
         from textcnn.runs import LockedError
-        from textcnn.runtime import ResourceError
-        from textcnn.score import DriftError, ReconcileError
         from textcnn.storage import StorageError
-        known = (ConfigError, DataError, ModelDirError, ResourceError, StorageError, LockedError,
-                 DriftError, ReconcileError, ExportError)
+        known = (ConfigError, DataError, ModelDirError, StorageError, LockedError, ExportError) + _ray_errors()
         try:
             return fn(*args, **kwargs)
         except known as e:
@@ -60,6 +60,13 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             raise click.ClickException(f"{type(cause).__name__}: {cause}") from None
     return wrapper
+
+
+def _ray_errors() -> tuple[type, ...]:
+    """The known errors of the modules that import Ray, where a command has imported them: only they
+    raise them, and importing them here would start Ray's import in `predict`, which runs without it."""
+    names = (("textcnn.runtime", "ResourceError"), ("textcnn.score", "DriftError"), ("textcnn.score", "ReconcileError"))
+    return tuple(getattr(sys.modules[m], n) for m, n in names if m in sys.modules)
 
 
 def _known_cause(e: BaseException, known: tuple[type, ...]) -> BaseException | None:
@@ -310,6 +317,50 @@ def score_cmd(model: str, input_path: str, output: str, run_date: str | None, ru
     click.echo(summary.line())
 
 
+@click.command("predict")
+@click.option("--model", required=True, help="Model directory from `textcnn train` (or an export).")
+@click.option("--input", "input_path", default=None,
+              help="txt (a text a line), csv, jsonl or Parquet file; default (or -): stdin, a text a line.")
+@click.option("--format", "fmt", default="auto", show_default=True, type=click.Choice(("auto",) + PREDICT_FORMATS),
+              help="auto: from the file's suffix (.csv, .jsonl/.ndjson, .parquet/.pq; anything else is txt).")
+@click.option("--text-column", default="text", show_default=True, help="Of csv, jsonl and Parquet input.")
+@click.option("--all", "all_classes", is_flag=True,
+              help="Add every class's probability: \"probabilities\": {class: p}, in the model's class order.")
+@click.option("--batch-size", default=PREDICT_BATCH_ROWS, show_default=True, help="Texts read and scored at a time.")
+@click.option("--threads", default=0, show_default=True, help="Torch threads; 0: torch's default.")
+@click.option("--gpu", is_flag=True, help="Score on the GPU.")
+@click.option("--max-text-chars", default=ScoreConfig.max_text_chars, show_default=True,
+              help="Longer texts print {\"error\": \"text_too_long\"}.")
+@click.option("--allow-unknown-only", is_flag=True, help="Score texts with no in-vocabulary token.")
+@_s3_options
+@_friendly_errors
+def predict_cmd(model: str, input_path: str | None, fmt: str, text_column: str, all_classes: bool,
+                batch_size: int, threads: int, gpu: bool, max_text_chars: int, allow_unknown_only: bool) -> None:
+    """Print one JSON line per input text, in input order, without Ray: {"label", "probability"}
+    (multi-label models: "labels" too, every class at or above its threshold); a text `textcnn score`
+    would dead-letter prints {"error": <its reason>} instead, so output line N answers input line N."""
+    import torch
+
+    from textcnn.predict import predict_lines, read_texts
+    from textcnn.rows import RowLimits
+    from textcnn.scorer import Scorer
+    if batch_size < 1 or threads < 0:
+        raise ConfigError(f"--batch-size must be >= 1 and --threads >= 0, got {batch_size} and {threads}")
+    scorer = Scorer(model, use_gpu=gpu, threads=threads or torch.get_num_threads())
+    texts = read_texts(input_path, sys.stdin.buffer, fmt, text_column, batch_size)
+    limits = RowLimits(max_text_chars, ScoreConfig.max_id_chars, allow_unknown_only)
+    _echo_all(predict_lines(scorer, texts, limits, all_classes))
+
+
+def _echo_all(chunks: Iterable[str]) -> None:
+    """Print chunks as they come; a reader that stops early (`| head`) ends the command quietly."""
+    try:
+        for chunk in chunks:
+            click.echo(chunk)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # so the exit's flush cannot fail
+
+
 @click.command("eval")
 @click.option("--model", required=True, help="Model directory from `textcnn train`.")
 @click.option("--data", required=True, help="Labelled Parquet file or folder.")
@@ -373,7 +424,7 @@ def explain_cmd(model: str, texts: tuple[str, ...], k: int) -> None:
         click.echo(json.dumps(row, ensure_ascii=False))
 
 
-for _cmd in (train_cmd, tune_cmd, score_cmd, eval_cmd, export_cmd, explain_cmd):
+for _cmd in (train_cmd, tune_cmd, score_cmd, predict_cmd, eval_cmd, export_cmd, explain_cmd):
     main.add_command(_cmd)
 
 

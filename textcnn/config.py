@@ -25,6 +25,8 @@ def _check(ok: bool, name: str, why: str) -> None:
 PLACEMENTS = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 PRECISIONS = ("auto", "fp32", "bf16")        # auto: bf16 autocast on GPU, fp32 on CPU
 SCORE_PRECISIONS = PRECISIONS + ("int8",)    # int8: dynamic quantization, CPU only (quantize.py)
+PREDICT_FORMATS = ("txt", "csv", "jsonl", "parquet")   # what `textcnn predict` reads (predict.py)
+PREDICT_BATCH_ROWS = 4096                    # texts `textcnn predict` reads, checks and scores at a time
 CLASS_WEIGHTS = ("none", "balanced")
 NGRAM_INITS = ("naive_bayes", "zeros")     # how the n-gram branch starts (textcnn.naive_bayes)
 SPLITS = ("auto", "words", "chars")         # how text becomes tokens (textcnn.text.split)

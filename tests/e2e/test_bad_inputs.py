@@ -207,6 +207,8 @@ CASES = [
         {"id": C, "text": ["great fun"] * 8, "n": list(range(8))})) and write(t / "in" / "part-1.parquet", pa.table(
         {"id": ["z"], "text": ["great fun"], "n": ["one"]})) and score_args(t, m, t / "in", "--keep-columns", "n"),
          1, r"column 'n' has different types across files: int64 \(e\.g\. .*part-0\.parquet\), string"),
+    Case("predict on a missing file", lambda t, m: ["predict", "--model", m, "--input", str(t / "nowhere.txt")], 1,
+         r"DataError: .*nowhere\.txt: not found"),
     Case("corrupt text page", lambda t, m: score_args(t, m, corrupt_text_page(t)), 1,
          r"part-1\.parquet: row group 0 \(rows 0-24\): .*; not committed. Rerun with --skip-bad-files"),
     # ---- scoring rows: the run commits, each bad row a dead letter with its reason
