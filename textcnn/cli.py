@@ -6,8 +6,9 @@ import datetime
 import gc
 import json
 import logging
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any
 
@@ -18,6 +19,8 @@ from textcnn.config import (
     NGRAM_INITS,
     PLACEMENTS,
     PRECISIONS,
+    PREDICT_BATCH_ROWS,
+    PREDICT_FORMATS,
     SCORE_PRECISIONS,
     SPLITS,
     ConfigError,
@@ -43,11 +46,8 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         from textcnn.export import ExportError
         from textcnn.rows import DataError
         from textcnn.runs import LockedError
-        from textcnn.runtime import ResourceError
-        from textcnn.score import DriftError, ReconcileError
         from textcnn.storage import StorageError
-        known = (ConfigError, DataError, ModelDirError, ResourceError, StorageError, LockedError,
-                 DriftError, ReconcileError, ExportError)
+        known = (ConfigError, DataError, ModelDirError, StorageError, LockedError, ExportError) + _ray_errors()
         try:
             return fn(*args, **kwargs)
         except known as e:
@@ -60,6 +60,13 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             raise click.ClickException(f"{type(cause).__name__}: {cause}") from None
     return wrapper
+
+
+def _ray_errors() -> tuple[type, ...]:
+    """The known errors of the modules that import Ray, where a command has imported them: only they
+    raise them, and importing them here would start Ray's import in `predict`, which runs without it."""
+    names = (("textcnn.runtime", "ResourceError"), ("textcnn.score", "DriftError"), ("textcnn.score", "ReconcileError"))
+    return tuple(getattr(sys.modules[m], n) for m, n in names if m in sys.modules)
 
 
 def _known_cause(e: BaseException, known: tuple[type, ...]) -> BaseException | None:
@@ -247,6 +254,10 @@ def _today() -> str:
     return datetime.datetime.now(datetime.timezone.utc).date().isoformat()
 
 
+def _column_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",")) if value else ()
+
+
 @click.command("score")
 @click.option("--model", required=True, help="Model directory from `textcnn train`.")
 @click.option("--input", "input_path", required=True, help="Parquet file or folder to score.")
@@ -255,8 +266,13 @@ def _today() -> str:
                    "OUTPUT/dead_letters/run_date=DATE/ (replacing an earlier run of that date).")
 @click.option("--date", "run_date", default=None, help="The run's date, YYYY-MM-DD; default: today (UTC).")
 @click.option("--run-id", default=None, help="Name the run run=ID instead of by date (OUTPUT/scores/run=ID/).")
-@click.option("--id-column", default="id", show_default=True)
+@click.option("--id-column", default="id", show_default=True,
+              help="The input's id column; with --no-id, the name of the column of made-up ids in the output.")
+@click.option("--no-id", is_flag=True,
+              help="The input has no ids: each row's id is '<file relative to --input>:<row>' (row 0-based).")
 @click.option("--text-column", default="text", show_default=True)
+@click.option("--keep-columns", default=None, callback=_column_list, metavar="A,B",
+              help="Input columns copied into the score files, after the id (not into dead letters).")
 @click.option("--actors", default=0, show_default=True,
               help="Scoring actors; 0: one per CPU core of the cluster (one per GPU with --gpus).")
 @click.option("--batch-size", default=ScoreConfig.batch_size, show_default=True,
@@ -287,7 +303,7 @@ def score_cmd(model: str, input_path: str, output: str, run_date: str | None, ru
               id_column: str, text_column: str, actors: int, batch_size: int, gpus: bool,
               cpus_per_actor: float, unit_rows: int, max_text_chars: int, allow_unknown_only: bool,
               skip_bad_files: bool, max_drift: float | None, lock_ttl: float, explain: int,
-              precision: str) -> None:
+              precision: str, keep_columns: tuple[str, ...], no_id: bool) -> None:
     """Score INPUT with MODEL: OUTPUT/scores/run_date=DATE/ (score files only), OUTPUT/dead_letters/
     run_date=DATE/, and the manifest OUTPUT/_runs/run_date=DATE/_SUCCESS, written last."""
     from textcnn.score import score
@@ -297,8 +313,52 @@ def score_cmd(model: str, input_path: str, output: str, run_date: str | None, ru
         batch_size=batch_size, use_gpu=gpus, cpus_per_actor=cpus_per_actor, unit_rows=unit_rows,
         max_text_chars=max_text_chars, allow_unknown_only=allow_unknown_only,
         skip_bad_files=skip_bad_files, max_drift=max_drift, lock_ttl=lock_ttl, explain=explain,
-        precision=precision))
+        precision=precision, keep_columns=keep_columns, no_id=no_id))
     click.echo(summary.line())
+
+
+@click.command("predict")
+@click.option("--model", required=True, help="Model directory from `textcnn train` (or an export).")
+@click.option("--input", "input_path", default=None,
+              help="txt (a text a line), csv, jsonl or Parquet file; default (or -): stdin, a text a line.")
+@click.option("--format", "fmt", default="auto", show_default=True, type=click.Choice(("auto",) + PREDICT_FORMATS),
+              help="auto: from the file's suffix (.csv, .jsonl/.ndjson, .parquet/.pq; anything else is txt).")
+@click.option("--text-column", default="text", show_default=True, help="Of csv, jsonl and Parquet input.")
+@click.option("--all", "all_classes", is_flag=True,
+              help="Add every class's probability: \"probabilities\": {class: p}, in the model's class order.")
+@click.option("--batch-size", default=PREDICT_BATCH_ROWS, show_default=True, help="Texts read and scored at a time.")
+@click.option("--threads", default=0, show_default=True, help="Torch threads; 0: torch's default.")
+@click.option("--gpu", is_flag=True, help="Score on the GPU.")
+@click.option("--max-text-chars", default=ScoreConfig.max_text_chars, show_default=True,
+              help="Longer texts print {\"error\": \"text_too_long\"}.")
+@click.option("--allow-unknown-only", is_flag=True, help="Score texts with no in-vocabulary token.")
+@_s3_options
+@_friendly_errors
+def predict_cmd(model: str, input_path: str | None, fmt: str, text_column: str, all_classes: bool,
+                batch_size: int, threads: int, gpu: bool, max_text_chars: int, allow_unknown_only: bool) -> None:
+    """Print one JSON line per input text, in input order, without Ray: {"label", "probability"}
+    (multi-label models: "labels" too, every class at or above its threshold); a text `textcnn score`
+    would dead-letter prints {"error": <its reason>} instead, so output line N answers input line N."""
+    import torch
+
+    from textcnn.predict import predict_lines, read_texts
+    from textcnn.rows import RowLimits
+    from textcnn.scorer import Scorer
+    if batch_size < 1 or threads < 0:
+        raise ConfigError(f"--batch-size must be >= 1 and --threads >= 0, got {batch_size} and {threads}")
+    scorer = Scorer(model, use_gpu=gpu, threads=threads or torch.get_num_threads())
+    texts = read_texts(input_path, sys.stdin.buffer, fmt, text_column, batch_size)
+    limits = RowLimits(max_text_chars, ScoreConfig.max_id_chars, allow_unknown_only)
+    _echo_all(predict_lines(scorer, texts, limits, all_classes))
+
+
+def _echo_all(chunks: Iterable[str]) -> None:
+    """Print chunks as they come; a reader that stops early (`| head`) ends the command quietly."""
+    try:
+        for chunk in chunks:
+            click.echo(chunk)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # so the exit's flush cannot fail
 
 
 @click.command("eval")
@@ -364,7 +424,7 @@ def explain_cmd(model: str, texts: tuple[str, ...], k: int) -> None:
         click.echo(json.dumps(row, ensure_ascii=False))
 
 
-for _cmd in (train_cmd, tune_cmd, score_cmd, eval_cmd, export_cmd, explain_cmd):
+for _cmd in (train_cmd, tune_cmd, score_cmd, predict_cmd, eval_cmd, export_cmd, explain_cmd):
     main.add_command(_cmd)
 
 

@@ -25,6 +25,8 @@ def _check(ok: bool, name: str, why: str) -> None:
 PLACEMENTS = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 PRECISIONS = ("auto", "fp32", "bf16")        # auto: bf16 autocast on GPU, fp32 on CPU
 SCORE_PRECISIONS = PRECISIONS + ("int8",)    # int8: dynamic quantization, CPU only (quantize.py)
+PREDICT_FORMATS = ("txt", "csv", "jsonl", "parquet")   # what `textcnn predict` reads (predict.py)
+PREDICT_BATCH_ROWS = 4096                    # texts `textcnn predict` reads, checks and scores at a time
 CLASS_WEIGHTS = ("none", "balanced")
 NGRAM_INITS = ("naive_bayes", "zeros")     # how the n-gram branch starts (textcnn.naive_bayes)
 SPLITS = ("auto", "words", "chars")         # how text becomes tokens (textcnn.text.split)
@@ -181,6 +183,8 @@ class ScoreConfig:
     lock_ttl: float = 300.0       # seconds without a heartbeat after which another host's lock is stale
     explain: int = 0              # add the top-K n-grams behind each score (0: off)
     precision: str = "auto"       # auto: bf16 autocast on GPU, fp32 on CPU; int8: quantized, CPU only
+    keep_columns: tuple[str, ...] = ()  # input columns carried through to the score files, after the id
+    no_id: bool = False           # the input has no ids: id_column then holds "<file>:<row>" (stages.Columns)
 
     def __post_init__(self) -> None:
         for name in ("model", "input", "output", "id_column", "text_column"):
@@ -193,6 +197,8 @@ class ScoreConfig:
             _check(re.fullmatch(RUN_ID_RE, self.run_id) is not None, "run_id",
                    f"must match {RUN_ID_RE}, got {self.run_id!r}")
         _check(self.id_column != self.text_column, "text_column", "must differ from id_column")
+        _check(all(self.keep_columns) and len(set(self.keep_columns)) == len(self.keep_columns), "keep_columns",
+               f"names must be non-empty and given once, got {list(self.keep_columns)}")
         _check(self.actors >= 0, "actors", f"must be >= 0 (0: from the cluster), got {self.actors}")
         _check(self.cpus_per_actor > 0, "cpus_per_actor", f"must be > 0, got {self.cpus_per_actor}")
         _check(self.batch_size >= 0, "batch_size", f"must be >= 0 (0: from the device), got {self.batch_size}")

@@ -45,6 +45,7 @@ class InputFile:
     uri: str
     rows: int
     row_groups: tuple[int, ...]   # rows in each row group
+    name: str = ""                # relative to the input root (a one-file input: its base name)
 
 
 @dataclass(frozen=True)
@@ -75,13 +76,15 @@ class Plan:
     # each file's ids as read with its footer, or why they could not be read; for duplicate_rows,
     # then dropped (drop_ids), so the driver does not hold every id for the whole run
     ids: dict[str, pa.Array | str] = field(default_factory=dict, repr=False, compare=False)
+    # the columns carried through to the score files (--keep-columns), with their one type in every file
+    keep: pa.Schema = field(default_factory=lambda: pa.schema([]), compare=False)
 
     def without(self, bad: dict[str, str]) -> Plan:
         """The plan with the files in bad ({uri: reason}) moved to skipped."""
         files = [f for f in self.files if f.uri not in bad]
         return Plan(files, _units(files, self.unit_rows), self.unit_rows,
                     self.skipped + [{"uri": u, "reason": r} for u, r in sorted(bad.items())],
-                    {f.uri: self.ids[f.uri] for f in files if f.uri in self.ids})
+                    {f.uri: self.ids[f.uri] for f in files if f.uri in self.ids}, self.keep)
 
     def drop_ids(self) -> None:
         self.ids.clear()
@@ -110,13 +113,13 @@ def _uri(uri_root: str, path: str) -> str:
     return f"{uri_root.split('://', 1)[0]}://{path}" if storage.is_remote(uri_root) else path
 
 
-def _open(fs: FileSystem, path: str, id_column: str) -> tuple[pq.FileMetaData | str, pa.Array | str | None]:
-    """The footer, or why it cannot be read; and the id column (None: the file has none), or why it
-    cannot be read (a corrupt page behind a sound footer)."""
+def _open(fs: FileSystem, path: str, id_column: str | None) -> tuple[pq.FileMetaData | str, pa.Array | str | None]:
+    """The footer, or why it cannot be read; and the id column (None: the file has none, or the
+    input has no ids), or why it cannot be read (a corrupt page behind a sound footer)."""
     try:
         with fs.open_input_file(path) as f:
             parquet = pq.ParquetFile(f)
-            if id_column not in parquet.schema_arrow.names:
+            if id_column is None or id_column not in parquet.schema_arrow.names:
                 return parquet.metadata, None
             try:
                 return parquet.metadata, _as_ids(parquet.read(columns=[id_column]).column(0))
@@ -130,15 +133,30 @@ def _as_ids(column: pa.ChunkedArray) -> pa.Array:
     return as_plain(column.combine_chunks())
 
 
-def _column_problems(uri: str, schema: pa.Schema, id_column: str, text_column: str) -> list[str]:
+def _column_problems(uri: str, schema: pa.Schema, id_column: str | None, text_column: str,
+                     keep: tuple[str, ...]) -> list[str]:
+    """Missing columns, and id or text columns of a type scoring cannot use (kept columns: any type)."""
     problems = []
-    for name, kinds, what in ((id_column, _ID_TYPES, "an integer or string"),
-                              (text_column, _TEXT_TYPES, "a string or binary")):
+    checks = [(id_column, _ID_TYPES, "an integer or string")] if id_column is not None else []
+    checks += [(text_column, _TEXT_TYPES, "a string or binary")] + [(k, (), "") for k in keep]
+    for name, kinds, what in checks:
         if name not in schema.names:
             problems.append(f"{uri}: no column '{name}' (it has {schema.names})")
-        elif not any(k(plain_type(schema.field(name).type)) for k in kinds):
+        elif kinds and not any(k(plain_type(schema.field(name).type)) for k in kinds):
             problems.append(f"{uri}: column '{name}' is {schema.field(name).type}, not {what}")
     return problems
+
+
+def _type_problems(types: dict[str, dict[pa.DataType, str]]) -> list[str]:
+    """types: {column: {plain type: first file of that type}}; a column must have one type in every
+    file, or its values could not share the one schema of the output."""
+    return [f"column '{name}' has different types across files: "
+            + ", ".join(f"{t} (e.g. {u})" for t, u in seen.items()) for name, seen in types.items() if len(seen) > 1]
+
+
+def _relative_name(root: str, path: str) -> str:
+    """path's name relative to the input root; a one-file input's own base name."""
+    return path[len(root):].strip("/") if path != root else path.rsplit("/", 1)[-1]
 
 
 def _units(files: list[InputFile], unit_rows: int) -> list[Unit]:
@@ -182,16 +200,19 @@ def _list_files(uri: str) -> list[str]:
     return sorted(i.path for i in infos if i.type == pafs.FileType.File and not hidden(i.path))
 
 
-def plan_input(uri: str, id_column: str, text_column: str, unit_rows: int,
-               skip_bad_files: bool = False) -> Plan:
-    """Read every footer of the input and cut it into units; a DataError names every problem."""
-    fs, _ = storage.resolve(uri)
+def plan_input(uri: str, id_column: str | None, text_column: str, unit_rows: int,
+               skip_bad_files: bool = False, keep: tuple[str, ...] = ()) -> Plan:
+    """Read every footer of the input and cut it into units; a DataError names every problem.
+    id_column None: the input has no ids (score.py names its rows by file and row). keep: columns
+    every file must have, each of one type in all of them."""
+    fs, root = storage.resolve(uri)
     paths = _list_files(uri)
     if not paths:
         raise DataError(f"scoring input {uri}: no files (names starting with '_' or '.' are skipped)")
     with ThreadPoolExecutor(_IO_THREADS) as pool:
         opened = list(pool.map(lambda p: _open(fs, p, id_column), paths))
-    files, skipped, problems, id_types, ids = [], [], [], {}, {}
+    files, skipped, problems, ids = [], [], [], {}
+    types: dict[str, dict[pa.DataType, str]] = {c: {} for c in ([id_column] if id_column else []) + list(keep)}
     for path, (footer, file_ids) in zip(paths, opened):
         file_uri = _uri(uri, path)
         if isinstance(footer, str):
@@ -200,22 +221,27 @@ def plan_input(uri: str, id_column: str, text_column: str, unit_rows: int,
                 else f"{file_uri}: not readable as Parquet: {footer}")
             continue
         schema = footer.schema.to_arrow_schema()
-        found = _column_problems(file_uri, schema, id_column, text_column)
+        found = _column_problems(file_uri, schema, id_column, text_column, keep)
         problems += found
         if not found:
-            id_types.setdefault(str(plain_type(schema.field(id_column).type)), file_uri)
+            for name, seen in types.items():
+                seen.setdefault(plain_type(schema.field(name).type), file_uri)
             files.append(InputFile(file_uri, footer.num_rows,
-                                   tuple(footer.row_group(g).num_rows for g in range(footer.num_row_groups))))
+                                   tuple(footer.row_group(g).num_rows for g in range(footer.num_row_groups)),
+                                   _relative_name(root, path)))
             ids[file_uri] = file_ids
-    if len(id_types) > 1:
-        problems.append(f"column '{id_column}' has different types across files: "
-                        + ", ".join(f"{t} (e.g. {u})" for t, u in id_types.items()))
+    _refuse(uri, problems + _type_problems(types))
+    kept = pa.schema([pa.field(k, next(iter(types[k]))) for k in keep if types[k]])
+    return Plan(files, _units(files, unit_rows), unit_rows, skipped, ids, kept)
+
+
+def _refuse(uri: str, problems: list[str]) -> None:
+    """One DataError naming every problem (the first 20) of the input, if any."""
     if len(problems) == 1:
         raise DataError(f"scoring input {uri}: {problems[0]}")
     if problems:
         shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
         raise DataError(f"scoring input {uri}: {len(problems)} problem(s):\n  " + "\n  ".join(shown))
-    return Plan(files, _units(files, unit_rows), unit_rows, skipped, ids)
 
 
 def _file_ids(fs: FileSystem, uri: str, id_column: str) -> pa.Array | str:

@@ -37,7 +37,7 @@ from textcnn.model import TextCNN
 from textcnn.plan import Plan, duplicate_rows, plan_input, repeats
 from textcnn.rows import DataError, RowLimits
 from textcnn.scorer import Scorer
-from textcnn.stages import OUTPUT_COLUMNS, PRED_LABEL, PRED_PROB, PROB_PREFIX, read_unit, write_parts
+from textcnn.stages import OUTPUT_COLUMNS, PRED_LABEL, PRED_PROB, PROB_PREFIX, Columns, read_unit, write_parts
 
 __all__ = ["PRED_LABEL", "PRED_PROB", "PROB_PREFIX", "Scorer", "RunSummary", "score", "ReconcileError",
            "DriftError"]
@@ -101,6 +101,11 @@ def _check_output(config: ScoreConfig) -> None:
     if config.id_column in OUTPUT_COLUMNS or config.id_column.startswith(PROB_PREFIX):
         raise ConfigError(f"id_column: '{config.id_column}' is the name of a column textcnn writes "
                           f"({', '.join(OUTPUT_COLUMNS)}, {PROB_PREFIX}<label>); rename it in the input")
+    for name in config.keep_columns:
+        if name in OUTPUT_COLUMNS or name.startswith(PROB_PREFIX) or name in (config.id_column, config.text_column):
+            raise ConfigError(f"keep_columns: '{name}' is the name of a column the score files hold already "
+                              f"(the id '{config.id_column}', {', '.join(OUTPUT_COLUMNS)}, {PROB_PREFIX}<label>) "
+                              f"or the text column '{config.text_column}'; it cannot be kept")
     kind = config.run_key.split("=")[0]
     other = sorted(k for k in runs.run_keys(config.output) if k.split("=")[0] != kind)
     if other:
@@ -117,13 +122,7 @@ def validate(config: ScoreConfig) -> tuple[artifacts.LoadedModel, Plan, dict[int
     except artifacts.ModelDirError as e:
         problems.append(str(e))
     try:
-        plan = plan_input(config.input, config.id_column, config.text_column, config.unit_rows,
-                          config.skip_bad_files)
-        dups, bad = duplicate_rows(plan, config.id_column)
-        if bad and config.skip_bad_files:
-            plan = plan.without(bad)
-            dups, bad = duplicate_rows(plan, config.id_column)
-        plan.drop_ids()
+        plan, dups, bad = _plan(config)
         problems += [f"{uri}: {reason}" for uri, reason in bad.items()]
     except DataError as e:
         problems.append(str(e))
@@ -138,6 +137,22 @@ def validate(config: ScoreConfig) -> tuple[artifacts.LoadedModel, Plan, dict[int
     return loaded, plan, dups
 
 
+def _plan(config: ScoreConfig) -> tuple[Plan, dict[int, np.ndarray], dict[str, str]]:
+    """The input plan, its duplicate ids by unit and the files whose ids do not read ({uri: reason};
+    with --skip-bad-files, moved to the plan's skipped). Ids made from file and row (--no-id) are
+    unique by construction, so they are not searched for duplicates."""
+    plan = plan_input(config.input, None if config.no_id else config.id_column, config.text_column,
+                      config.unit_rows, config.skip_bad_files, config.keep_columns)
+    if config.no_id:
+        return plan, {}, {}
+    dups, bad = duplicate_rows(plan, config.id_column)
+    if bad and config.skip_bad_files:
+        plan = plan.without(bad)
+        dups, bad = duplicate_rows(plan, config.id_column)
+    plan.drop_ids()
+    return plan, dups, bad
+
+
 def _limits(config: ScoreConfig) -> RowLimits:
     return RowLimits(config.max_text_chars, config.max_id_chars, config.allow_unknown_only)
 
@@ -145,7 +160,8 @@ def _limits(config: ScoreConfig) -> RowLimits:
 def _pipeline(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, dups: dict[int, np.ndarray],
               pending: list, layout: runs.Layout, lineage: dict[str, str]) -> ray.data.Dataset:
     items = [{"unit": u.index, "dups": dups.get(u.index, np.empty(0, np.int64)).tolist(),
-              "pieces": [{"file": p.file, "uri": plan.files[p.file].uri, "row_groups": list(p.row_groups),
+              "pieces": [{"file": p.file, "uri": plan.files[p.file].uri, "name": plan.files[p.file].name,
+                          "row_groups": list(p.row_groups),
                           "group_rows": [plan.files[p.file].row_groups[g] for g in p.row_groups],
                           "first_row": p.first_row, "rows": p.rows} for p in u.pieces]}
              for u in pending]
@@ -155,7 +171,7 @@ def _pipeline(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, du
     # args differ), so tokenizing runs in its own task pool beside the model, not inside it.
     ds = ds.map_batches(read_unit, batch_size=1, batch_format="pyarrow", num_cpus=0.5, memory=READ_TASK_MEMORY,
                         fn_kwargs=dict(
-        fs=fs, id_column=config.id_column, text_column=config.text_column,
+        fs=fs, columns=Columns(None if config.no_id else config.id_column, config.text_column, plan.keep),
         vocab=loaded.tokenizer.to_dict(), vocab_hash=loaded.vocab_hash, limits=_limits(config)))
     ds = ds.map_batches(Scorer, compute=ActorPoolStrategy(size=config.actors), num_cpus=config.cpus_per_actor,
                         num_gpus=1 if config.use_gpu else 0, batch_size=config.batch_size,
@@ -304,7 +320,8 @@ def _check_drift(manifest: dict, layout: runs.Layout, max_drift: float | None) -
 
 def _fingerprint(config: ScoreConfig, plan: Plan, lineage: dict[str, str]) -> dict[str, Any]:
     """What a resumed attempt must share with the one it resumes: input, model and what shapes the rows."""
-    fingerprint = {"input": plan.fingerprint(), **lineage, "config": to_dict(config)}
+    # as JSON reads it back from staging (tuples as lists), or a tuple field would never match
+    fingerprint = {"input": plan.fingerprint(), **lineage, "config": json.loads(json.dumps(to_dict(config)))}
     for volatile in ("actors", "batch_size", "cpus_per_actor", "use_gpu", "max_drift", "lock_ttl", "skip_bad_files"):
         fingerprint["config"].pop(volatile)
     return fingerprint

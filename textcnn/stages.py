@@ -14,6 +14,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,30 @@ OUTPUT_COLUMNS = (PRED_LABEL, PRED_LABELS, PRED_PROB, EXPLANATION) + LINEAGE + (
 READ_ROWS = 8192            # rows per record batch read from a unit
 READ_AHEAD_THREADS = 8      # small pieces of a unit read at once: their latency, not bandwidth, counts
 TEXT_PREFIX_CHARS = 200     # of a dead-lettered text, kept to help find the problem
+# kept input columns travel under this prefix, so that none collides with the stages' own columns
+KEEP_PREFIX = "keep:"
+
+
+@dataclass(frozen=True)
+class Columns:
+    """What the read stage reads of each input file."""
+    id: str | None        # None: the input has no ids; a row's id is "<file name>:<row>" (InputFile.name)
+    text: str
+    keep: pa.Schema       # carried through to the score files untouched (--keep-columns), with these types
+
+    def names(self) -> list[str]:
+        return ([self.id] if self.id else []) + [self.text] + self.keep.names
+
+
+def _row_ids(piece: dict, rows: np.ndarray) -> pa.Array:
+    """The ids of rows of an input without ids: unique by construction, the same on every rerun."""
+    return pa.array([f"{piece['name']}:{r}" for r in rows.tolist()], pa.string())
+
+
+def _kept(rb: pa.RecordBatch | None, columns: Columns, n: int) -> dict[str, pa.Array]:
+    """The kept columns of rb under their travelling names (nulls where rb could not be read)."""
+    return {KEEP_PREFIX + f.name: as_plain(rb.column(f.name)) if rb is not None else pa.nulls(n, f.type)
+            for f in columns.keep}
 
 
 def tokens_of(batch: pa.Table) -> np.ndarray:
@@ -46,12 +71,13 @@ def tokens_of(batch: pa.Table) -> np.ndarray:
 
 
 def _checked_table(unit: dict, piece: dict, first_row: int, seq: int, rb: pa.RecordBatch, tokenizer,
-                   limits: RowLimits) -> pa.Table:
+                   limits: RowLimits, columns: Columns) -> pa.Table:
     rows = np.arange(first_row, first_row + rb.num_rows, dtype=np.int64)
-    checked = check_rows(rb.column(0), rb.column(1), np.isin(row_key(piece["file"], rows), unit["dups"]),
-                         tokenizer, limits)
+    # without an id column the row numbers stand in for the id checks: never null, blank or repeated
+    checked = check_rows(rb.column(columns.id) if columns.id else pa.array(rows), rb.column(columns.text),
+                         np.isin(row_key(piece["file"], rows), unit["dups"]), tokenizer, limits)
     bad = checked.reasons != None  # noqa: E711
-    ids = as_plain(rb.column(0))
+    ids = as_plain(rb.column(columns.id)) if columns.id else _row_ids(piece, rows)
     return pa.table({
         "unit": pa.array(np.full(rb.num_rows, unit["unit"], dtype=np.int32)),
         "row": pa.array(rows),                                  # within its file
@@ -63,6 +89,7 @@ def _checked_table(unit: dict, piece: dict, first_row: int, seq: int, rb: pa.Rec
         "text_prefix": pa.array([t[:TEXT_PREFIX_CHARS] if b and t is not None else None
                                  for t, b in zip(checked.texts, bad)], pa.string()),
         "tokens": pa.FixedSizeListArray.from_arrays(pa.array(checked.tokens.ravel()), checked.tokens.shape[1]),
+        **_kept(rb, columns, rb.num_rows),
     })
 
 
@@ -115,45 +142,53 @@ def _piece_batches(fs: FileSystem, piece: dict, columns: list[str],
             row, first = start + piece["group_rows"][at], at + 1
 
 
-def _unreadable_table(fs: FileSystem, unit: dict, piece: dict, first_row: int, seq: int, why: str,
-                      id_column: str, max_length: int) -> pa.Table:
-    """Dead letters for the rows of first_row's row group from first_row on, with their ids when the
-    id column of that group still reads (the plan read it once)."""
-    at, start = _group_at(piece, first_row)
-    n = start + piece["group_rows"][at] - first_row
+def _group_ids(fs: FileSystem, piece: dict, at: int, first: int, n: int, id_column: str) -> pa.Array:
+    """n ids of the piece's row group at, from its row first on, as strings; nulls when they do not
+    read either (the plan read them once)."""
     try:
         with fs.open_input_file(storage.path_of(piece["uri"])) as f:
             ids = pq.ParquetFile(f).read_row_group(piece["row_groups"][at], columns=[id_column]).column(0)
-        ids = as_plain(ids.combine_chunks()).slice(first_row - start, n).cast(pa.string())
+        return as_plain(ids.combine_chunks()).slice(first, n).cast(pa.string())
     except (OSError, pa.ArrowException):
-        ids = pa.nulls(n, pa.string())
+        return pa.nulls(n, pa.string())
+
+
+def _unreadable_table(fs: FileSystem, unit: dict, piece: dict, first_row: int, seq: int, why: str,
+                      columns: Columns, max_length: int) -> pa.Table:
+    """Dead letters for the rows of first_row's row group from first_row on, with their ids when the
+    id column of that group still reads."""
+    at, start = _group_at(piece, first_row)
+    n = start + piece["group_rows"][at] - first_row
+    rows = np.arange(first_row, first_row + n, dtype=np.int64)
+    ids = _group_ids(fs, piece, at, first_row - start, n, columns.id) if columns.id else _row_ids(piece, rows)
     return pa.table({
         "unit": pa.array(np.full(n, unit["unit"], dtype=np.int32)),
-        "row": pa.array(np.arange(first_row, first_row + n, dtype=np.int64)),
+        "row": pa.array(rows),
         "seq": pa.array(np.arange(seq, seq + n, dtype=np.int64)),
         "id": ids, "reason": pa.array(["row_group_unreadable"] * n, pa.string()),
         "source_file": pa.array([piece["uri"]] * n, pa.string()),
         "text_prefix": pa.array([why[:TEXT_PREFIX_CHARS]] * n, pa.string()),
         "tokens": pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(n * max_length, np.int32)), max_length),
+        **_kept(None, columns, n),
     })
 
 
-def read_unit(batch: pa.Table, fs: FileSystem, id_column: str, text_column: str, vocab: dict[str, Any],
+def read_unit(batch: pa.Table, fs: FileSystem, columns: Columns, vocab: dict[str, Any],
               vocab_hash: str, limits: RowLimits) -> Iterator[pa.Table]:
     """The CPU stage: read one unit's rows, piece by piece, check them and tokenize the good ones,
     in tables of about READ_ROWS rows. Small pieces (small files packed into the unit) are read
     ahead in threads, so their round trips to storage overlap; they hold about PACK_ROWS rows in all."""
     unit = batch.to_pylist()[0]
     tokenizer = cached_tokenizer(vocab, vocab_hash)
-    columns, seq, pending = [id_column, text_column], 0, []
+    names, seq, pending = columns.names(), 0, []
     with ThreadPoolExecutor(READ_AHEAD_THREADS) as pool:
-        ahead = [pool.submit(_read_piece, fs, p, columns) if p["rows"] <= READ_ROWS else None
+        ahead = [pool.submit(_read_piece, fs, p, names) if p["rows"] <= READ_ROWS else None
                  for p in unit["pieces"]]
         for piece, future in zip(unit["pieces"], ahead):
-            for first_row, rb in _piece_batches(fs, piece, columns, future):
-                pending.append(_unreadable_table(fs, unit, piece, first_row, seq, rb, id_column,
+            for first_row, rb in _piece_batches(fs, piece, names, future):
+                pending.append(_unreadable_table(fs, unit, piece, first_row, seq, rb, columns,
                                                  tokenizer.config.max_length) if isinstance(rb, str) else
-                               _checked_table(unit, piece, first_row, seq, rb, tokenizer, limits))
+                               _checked_table(unit, piece, first_row, seq, rb, tokenizer, limits, columns))
                 seq += pending[-1].num_rows
                 if sum(t.num_rows for t in pending) >= READ_ROWS:
                     yield pa.concat_tables(pending)
@@ -163,9 +198,12 @@ def read_unit(batch: pa.Table, fs: FileSystem, id_column: str, text_column: str,
 
 
 def _scores_table(part: pa.Table, id_column: str, lineage: dict[str, str]) -> pa.Table:
+    """A score file's columns: the id, the kept input columns, the scores, the lineage."""
+    kept = [c for c in part.column_names if c.startswith(KEEP_PREFIX)]
     keep = [c for c in part.column_names
             if c in (PRED_LABEL, PRED_LABELS, PRED_PROB, EXPLANATION) or c.startswith(PROB_PREFIX)]
-    out = part.select(["id"] + keep).rename_columns([id_column] + keep)
+    out = part.select(["id"] + kept + keep).rename_columns(
+        [id_column] + [c[len(KEEP_PREFIX):] for c in kept] + keep)
     for name, value in lineage.items():
         out = out.append_column(name, pa.array([value] * part.num_rows, pa.string()))
     return out

@@ -196,6 +196,19 @@ CASES = [
                                                                            "--date", DATE], 1, r"output: .*in/o"),
     Case("input inside the output", lambda t, m: score_args(t, m, corpus(t / "out")), 1,
          r"output: .*out and the input .*out/in"),
+    Case("kept column missing in one file", lambda t, m: write(t / "in" / "part-0.parquet", pa.table(
+        {"id": C, "text": ["great fun"] * 8, "lang": ["en"] * 8})) and write(t / "in" / "part-1.parquet", pa.table(
+        {"id": ["z"], "text": ["great fun"]})) and score_args(t, m, t / "in", "--keep-columns", "lang"), 1,
+         r"part-1\.parquet: no column 'lang'"),
+    Case("kept column named like an output column", lambda t, m: score_args(t, m, None, "--keep-columns",
+                                                                             "predicted_prob"), 1,
+         r"keep_columns: 'predicted_prob' is the name of a column the score files hold already"),
+    Case("kept column types differ across files", lambda t, m: write(t / "in" / "part-0.parquet", pa.table(
+        {"id": C, "text": ["great fun"] * 8, "n": list(range(8))})) and write(t / "in" / "part-1.parquet", pa.table(
+        {"id": ["z"], "text": ["great fun"], "n": ["one"]})) and score_args(t, m, t / "in", "--keep-columns", "n"),
+         1, r"column 'n' has different types across files: int64 \(e\.g\. .*part-0\.parquet\), string"),
+    Case("predict on a missing file", lambda t, m: ["predict", "--model", m, "--input", str(t / "nowhere.txt")], 1,
+         r"DataError: .*nowhere\.txt: not found"),
     Case("corrupt text page", lambda t, m: score_args(t, m, corrupt_text_page(t)), 1,
          r"part-1\.parquet: row group 0 \(rows 0-24\): .*; not committed. Rerun with --skip-bad-files"),
     # ---- scoring rows: the run commits, each bad row a dead letter with its reason
