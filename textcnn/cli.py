@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from textcnn import stopping
 from textcnn.config import (
     CLASS_WEIGHTS,
     NGRAM_INITS,
@@ -43,10 +44,10 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         from textcnn.export import ExportError
         from textcnn.rows import DataError
         from textcnn.runs import LockedError
-        from textcnn.runtime import ResourceError
+        from textcnn.runtime import RayConnectError, ResourceError
         from textcnn.score import DriftError, ReconcileError
         from textcnn.storage import StorageError
-        known = (ConfigError, DataError, ModelDirError, ResourceError, StorageError, LockedError,
+        known = (ConfigError, DataError, ModelDirError, ResourceError, RayConnectError, StorageError, LockedError,
                  DriftError, ReconcileError, ExportError)
         try:
             return fn(*args, **kwargs)
@@ -365,13 +366,17 @@ for _cmd in (train_cmd, tune_cmd, score_cmd, eval_cmd, export_cmd, explain_cmd):
 
 
 def run_process(command: click.Command, **kwargs: Any) -> None:
-    """Run command as the entry point of a process. However it ends, the heap is frozen first
+    """Run command as the entry point of a process: Ctrl-C and SIGTERM stop it within seconds at any
+    stage, exit status non-zero (see stopping.exit_now). However it ends, the heap is frozen first
     (gc.freeze): the interpreter's last collection, over every object torch and Ray created, took
     1-2 s of each process here after its work was done, and frozen objects are not collected."""
+    stopping.install()
     try:
         command(**kwargs)
     finally:
         gc.freeze()
+        if stopping.received():    # however the command ended (click reports Ctrl-C as "Aborted!", 1)
+            stopping.exit_now()
 
 
 def entry() -> None:
