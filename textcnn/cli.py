@@ -182,7 +182,9 @@ def _refit_text(refit: dict[str, Any] | None) -> str:
               help="Weigh the branch's n-grams by IDF, as TF-IDF does; default: on for CJK corpora.")
 @_embedding_options
 @click.option("--seed", default=0, show_default=True)
-@click.option("--storage-path", default=None, help="Where Ray Train keeps checkpoints.")
+@click.option("--storage-path", default=None,
+              help="Where Ray Train keeps checkpoints (removed once the model is written); default: "
+                   "_checkpoints/ beside an s3:// --output, else ~/.cache/textcnn/checkpoints.")
 @click.option("--run-name", default=None, help="Ray Train run name; reuse it to resume a run.")
 @click.option("--max-failures", default=_T.max_failures, show_default=True,
               help="Restarts from the last checkpoint after a worker or node failure (-1: forever).")
@@ -225,7 +227,9 @@ def train_cmd(train_path: str, output: str, val_path: str | None, max_length: in
 @_split_option
 @_embedding_options
 @click.option("--seed", default=0, show_default=True)
-@click.option("--storage-path", default=None, help="Where Ray Tune keeps trials; default <output>/../_tune.")
+@click.option("--storage-path", default=None,
+              help="Where Ray Tune keeps trials (removed once the model is written); default: _tune/ beside "
+                   "an s3:// --output, else ~/.cache/textcnn/tune.")
 @click.option("--run-name", default=None, help="Ray Tune experiment name.")
 @_s3_options
 @_friendly_errors

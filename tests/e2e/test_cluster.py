@@ -185,15 +185,15 @@ def test_nightly_scoring_job_over_s3_survives_losing_the_worker_node(cluster, s3
                                                                           or "/_locks/" in f.path)]
 
 
-def submit(cluster, job_id, *args) -> None:
-    """`ray job submit --no-wait` (cluster.wait_job follows the job from there); a head just started,
-    or a node just added, may not have its job agent yet: that is retried for 180 s (60 s once
-    fell short in a run here)."""
+def submit(cluster, job_id, *args, cwd: Path = ROOT) -> None:
+    """`ray job submit --no-wait --working-dir .` from cwd (cluster.wait_job follows the job from
+    there); a head just started, or a node just added, may not have its job agent yet: that is
+    retried for 180 s (60 s once fell short in a run here)."""
     cmd = [f"{BIN}/ray", "job", "submit", "--address", cluster.url, "--submission-id", job_id, "--no-wait",
            "--working-dir", ".", "--", "python", *args]
     deadline = time.monotonic() + 180
     while True:
-        proc = subprocess.run(cmd, cwd=ROOT, env=cluster.env, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(cmd, cwd=cwd, env=cluster.env, capture_output=True, text=True, timeout=120)
         if "No available agent to submit job" not in proc.stderr or time.monotonic() > deadline:
             break
         time.sleep(1)

@@ -1,8 +1,10 @@
 """A new user's machine (issue 31): without RAY_ADDRESS a command starts a private local Ray, even
 when an earlier `ray start` left a record of a cluster long gone; an unreachable RAY_ADDRESS fails
-in one line; SIGTERM ends a command, and the local Ray it started, within seconds at any stage."""
+in one line; SIGTERM ends a command, and the local Ray it started, within seconds at any stage; and
+the README's train example leaves nothing big in the working directory `ray job submit` uploads."""
 
 import os
+import shutil
 import signal
 import socket
 import time
@@ -11,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.e2e.test_cluster import Cluster, cluster_env, submit
 from tests.procs import Jobs, ray_daemons, session, wait_until
-from textcnn.demo import SAMPLE_TEST, make_corpus
+from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN, make_corpus
 
 pytestmark = pytest.mark.e2e
 
@@ -116,3 +119,39 @@ def test_sigterm_ends_a_command_waiting_on_a_port_that_is_not_a_ray_head(tmp_pat
         finally:
             jobs.stop_all()
     print(f"SIGTERM while connecting: exit {rc} after {took:.1f} s")
+
+
+def _size(folder: Path, leaving_out: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and leaving_out not in f.parents)
+
+
+def test_the_readme_train_example_leaves_the_working_directory_small(tmp_path):
+    """`textcnn train --train data/train.parquet --output models/rt` (1 epoch of the bundled
+    sample): its checkpoints went to models/_checkpoints (139 MB), which `ray job submit
+    --working-dir .` then refused (413, 100 MiB at most). Now they go to the user's cache, and
+    are removed once the model directory is written."""
+    work, cache = tmp_path / "work", tmp_path / "cache"
+    (work / "data").mkdir(parents=True)
+    shutil.copy(SAMPLE_TRAIN, work / "data" / "train.parquet")
+    jobs = Jobs(tmp_path, env={"XDG_CACHE_HOME": str(cache)})
+    try:
+        proc = jobs.start_cli("train", ["train", "--train", "data/train.parquet", "--output", "models/rt",
+                                        "--epochs", "1"], cwd=work)
+        assert proc.wait(timeout=600) == 0, jobs.log("train")[-3000:]
+    finally:
+        jobs.stop_all()
+    model = work / "models" / "rt"
+    besides = _size(work, model)
+    print(f"working directory after train: {besides / 1e6:.2f} MB besides the model directory "
+          f"({_size(model, tmp_path / 'none') / 1e6:.1f} MB)")
+    assert (model / "weights.pt").exists() and besides < 3e6
+    assert not list(work.rglob("_checkpoints"))
+    assert list((cache / "textcnn" / "checkpoints").iterdir()) == []       # the finished run's, removed
+    assert "removed its checkpoints" in jobs.log("train")
+    # and `ray job submit --working-dir .` from there takes it (to a head of this test's own)
+    cluster = Cluster(tmp_path, cluster_env({}))
+    try:
+        submit(cluster, "listing", "-c", "import os; print('listed', sorted(os.listdir()))", cwd=work)
+        assert "listed ['data', 'models']" in cluster.wait_job("listing", 300)
+    finally:
+        cluster.stop()
