@@ -246,6 +246,7 @@ def test_a_training_job_over_s3_resumes_after_ray_job_stop_and_after_losing_a_no
     # each epoch ran once, in the attempt that began at or before it and after the one before
     assert [h["attempt_start_epoch"] for h in history] == [max(s for s in starts if s <= e) for e in range(epochs)]
     assert artifacts.verify(model) == []
+    assert "removed its checkpoints" in log and not storage.exists(run_dir)     # the model holds the result
     saved = storage.read_text(f"{model}/config.json")
     for secret in (s3.secret, s3.key):              # the filesystem's keys are neither saved nor logged
         assert secret not in saved and secret not in log
