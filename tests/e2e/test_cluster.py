@@ -51,8 +51,12 @@ def cluster_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def _start(args, log, env):
-    return subprocess.Popen([f"{BIN}/ray", "start", "--block", "--disable-usage-stats", *args], env=env,
-                            start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    """A node whose dashboard agent listens on a free port: on the default (52365), held by any
+    other Ray on the machine (another node, the local Ray of a command just run, a colleague's),
+    its HTTP server cannot start, and `ray job submit` answered "No available agent" for 180 s."""
+    agent_port = ["--dashboard-agent-listen-port", str(free_port())]
+    return subprocess.Popen([f"{BIN}/ray", "start", "--block", "--disable-usage-stats", *agent_port, *args],
+                            env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
 
 
 class Cluster:
