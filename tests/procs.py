@@ -37,6 +37,19 @@ def _kill_all(pids: list[int]) -> None:
             pass
 
 
+def ray_daemons(sid: int) -> list[str]:
+    """The raylet and gcs_server processes of session sid, as 'pid name'."""
+    found = []
+    for pid in session(sid):
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        if name in ("raylet", "gcs_server"):
+            found.append(f"{pid} {name}")
+    return found
+
+
 def group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -76,11 +89,18 @@ class Jobs:
         self.procs: list[subprocess.Popen] = []
 
     def start(self, name: str, script: str, args: list[str]) -> subprocess.Popen:
+        return self._popen(name, [sys.executable, f"jobs/{script}.py", *args], ROOT)
+
+    def start_cli(self, name: str, args: list[str], cwd: Path = ROOT) -> subprocess.Popen:
+        """`textcnn ARGS` run from cwd (with this tree's textcnn importable)."""
+        return self._popen(name, [sys.executable, "-m", "textcnn", *args], cwd)
+
+    def _popen(self, name: str, argv: list[str], cwd: Path) -> subprocess.Popen:
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         env.update(self.extra_env, RAY_TMPDIR=self.ray_tmp)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         log = open(self.tmp / f"{name}.log", "w")
-        proc = subprocess.Popen([sys.executable, f"jobs/{script}.py", *args], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)
         return proc
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from textcnn import stopping
 from textcnn.config import (
     CLASS_WEIGHTS,
     NGRAM_INITS,
@@ -65,7 +66,8 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _ray_errors() -> tuple[type, ...]:
     """The known errors of the modules that import Ray, where a command has imported them: only they
     raise them, and importing them here would start Ray's import in `predict`, which runs without it."""
-    names = (("textcnn.runtime", "ResourceError"), ("textcnn.score", "DriftError"), ("textcnn.score", "ReconcileError"))
+    names = (("textcnn.runtime", "ResourceError"), ("textcnn.runtime", "RayConnectError"),
+             ("textcnn.score", "DriftError"), ("textcnn.score", "ReconcileError"))
     return tuple(getattr(sys.modules[m], n) for m, n in names if m in sys.modules)
 
 
@@ -188,7 +190,9 @@ def _refit_text(refit: dict[str, Any] | None) -> str:
               help="Weigh the branch's n-grams by IDF, as TF-IDF does; default: on for CJK corpora.")
 @_embedding_options
 @click.option("--seed", default=0, show_default=True)
-@click.option("--storage-path", default=None, help="Where Ray Train keeps checkpoints.")
+@click.option("--storage-path", default=None,
+              help="Where Ray Train keeps checkpoints (removed once the model is written); default: "
+                   "_checkpoints/ beside an s3:// --output, else ~/.cache/textcnn/checkpoints.")
 @click.option("--run-name", default=None, help="Ray Train run name; reuse it to resume a run.")
 @click.option("--max-failures", default=_T.max_failures, show_default=True,
               help="Restarts from the last checkpoint after a worker or node failure (-1: forever).")
@@ -231,7 +235,9 @@ def train_cmd(train_path: str, output: str, val_path: str | None, max_length: in
 @_split_option
 @_embedding_options
 @click.option("--seed", default=0, show_default=True)
-@click.option("--storage-path", default=None, help="Where Ray Tune keeps trials; default <output>/../_tune.")
+@click.option("--storage-path", default=None,
+              help="Where Ray Tune keeps trials (removed once the model is written); default: _tune/ beside "
+                   "an s3:// --output, else ~/.cache/textcnn/tune.")
 @click.option("--run-name", default=None, help="Ray Tune experiment name.")
 @_s3_options
 @_friendly_errors
@@ -429,13 +435,17 @@ for _cmd in (train_cmd, tune_cmd, score_cmd, predict_cmd, eval_cmd, export_cmd, 
 
 
 def run_process(command: click.Command, **kwargs: Any) -> None:
-    """Run command as the entry point of a process. However it ends, the heap is frozen first
+    """Run command as the entry point of a process: Ctrl-C and SIGTERM stop it within seconds at any
+    stage, exit status non-zero (see stopping.exit_now). However it ends, the heap is frozen first
     (gc.freeze): the interpreter's last collection, over every object torch and Ray created, took
     1-2 s of each process here after its work was done, and frozen objects are not collected."""
+    stopping.install()
     try:
         command(**kwargs)
     finally:
         gc.freeze()
+        if stopping.received():    # however the command ended (click reports Ctrl-C as "Aborted!", 1)
+            stopping.exit_now()
 
 
 def entry() -> None:

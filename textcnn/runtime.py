@@ -2,29 +2,127 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
+import time
+from collections.abc import Iterator
 
 import ray
 
+from textcnn import stopping
+
 log = logging.getLogger(__name__)
+
+JOIN_WAIT_S = 10.0      # how long a join waits for RAY_ADDRESS to accept connections
 
 
 class ResourceError(RuntimeError):
     """The cluster lacks what the job asks for (a request Ray would otherwise wait on silently)."""
 
 
+class RayConnectError(RuntimeError):
+    """RAY_ADDRESS names a Ray cluster this process cannot reach."""
+
+
 def ensure_ray() -> None:
-    """Join the cluster named by RAY_ADDRESS (as `ray job submit` sets it), else start a local one."""
+    """Join the cluster named by RAY_ADDRESS (as `ray job submit` sets it), else start a private
+    local Ray: never the cluster an earlier `ray start` recorded (what a bare `ray.init()` joins;
+    a stale record had commands retrying a dead head for minutes)."""
     if ray.is_initialized():
         return
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
-        log.info("joined Ray cluster at %s", address)
+    address = os.environ.get("RAY_ADDRESS", "")
+    if address and address != "local":
+        _join(address)
     else:
-        ray.init(log_to_driver=True)  # the dashboard serves the State API Ray Train polls
-        log.info("started a local Ray with %s", ray.cluster_resources())
+        ray.init(address="local", log_to_driver=True)  # the dashboard serves the State API Ray Train polls
+        log.info("started a private local Ray with %s (RAY_ADDRESS is not set%s)", ray.cluster_resources(),
+                 _recorded_hint())
+    stopping.reinstall()                               # ray.init put its own SIGTERM handler in place
+
+
+def _recorded_hint() -> str:
+    """Where `ray start` recorded a cluster on this machine, which a private Ray does not join."""
+    try:
+        recorded = ray._private.utils.read_ray_address()
+    except (AttributeError, OSError):              # Ray's private API moved: the hint is optional
+        return ""
+    return f"; to join the cluster `ray start` recorded at {recorded}, set RAY_ADDRESS={recorded}" if recorded else ""
+
+
+def _join(address: str) -> None:
+    """Join address, or fail in one line naming it: probe its port first, since Ray's own connect
+    retries a dead GCS for minutes (20 tries of ~40 s) without running signal handlers."""
+    host, port = _host_port(address)
+    if port:
+        _wait_reachable(address, host, port)
+    try:
+        with _one_gcs_try():
+            ray.init(address=address, log_to_driver=True)
+    except (ConnectionError, RuntimeError) as e:
+        raise RayConnectError(f"cannot join the Ray cluster at RAY_ADDRESS={address}: {_first_line(e)}") from None
+    log.info("joined the Ray cluster at %s", address)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """host and port of a RAY_ADDRESS (host:port, ray://host:port, or auto: the recorded cluster);
+    port 0 when it names none."""
+    if address == "auto":
+        try:
+            address = ray._private.services.canonicalize_bootstrap_address("auto") or ""
+        except ConnectionError as e:          # nothing recorded and no GCS running here
+            raise RayConnectError(f"RAY_ADDRESS=auto: {_first_line(e)}") from None
+    scheme, _, rest = address.rpartition("://")
+    host, _, port = rest.rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        return rest, 10001 if scheme == "ray" else 0
+    return host.strip("[]"), int(port)
+
+
+def _wait_reachable(address: str, host: str, port: int) -> None:
+    """Wait up to JOIN_WAIT_S for host:port to accept a TCP connection (a head just started may
+    not listen yet), in short steps that let Ctrl-C and SIGTERM through."""
+    deadline, error = time.monotonic() + JOIN_WAIT_S, None
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return
+        except OSError as e:
+            error = e
+            time.sleep(0.5)
+    raise RayConnectError(f"no Ray cluster answers at RAY_ADDRESS={address} ({host}:{port}: "
+                          f"{getattr(error, 'strerror', None) or error}, for {JOIN_WAIT_S:g} s); "
+                          "start it, fix RAY_ADDRESS, or unset it to run on a private local Ray")
+
+
+@contextlib.contextmanager
+def _one_gcs_try() -> Iterator[None]:
+    """One GCS connect attempt (~40 s at most) instead of 20, for a port that answers but is not
+    a Ray head; a setting of the user's own is kept."""
+    name = "RAY_gcs_server_port_wait_time_s"
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
+def stop_local_ray() -> None:
+    """Stop the Ray processes ray.init started here (raylet first: it stops its agents), before
+    disconnecting. ray.shutdown disconnects first, and a Ray Data thread still running after an
+    interrupt then ends the process (the core worker's quick exit): the kernel kills the raylet
+    and its dashboard and runtime-env agents, waiting on the dead GCS, ran on for minutes."""
+    node = getattr(ray._private.worker, "_global_node", None)
+    if node is not None and node.is_head():     # started here; a joined cluster is left alone
+        node.kill_all_processes(check_alive=False, allow_graceful=True, wait=True)
 
 
 def default_actors(use_gpu: bool) -> int:
@@ -50,3 +148,4 @@ def require(cpus: float, gpus: float, what: str) -> None:
     if cpus > have_cpus:
         raise ResourceError(f"{what} asks for {cpus:g} CPU(s) but the Ray cluster has {have_cpus:g}; "
                             "use fewer workers/actors or a smaller CPU share each")
+

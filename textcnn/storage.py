@@ -191,6 +191,17 @@ def exists(uri: str, fs: pafs.FileSystem | None = None) -> bool:
         raise _fail(uri, e) from None
 
 
+def remove_tree(uri: str, fs: pafs.FileSystem | None = None) -> None:
+    """Delete the folder uri and everything under it; nothing to do when it does not exist."""
+    fs, path = resolve(uri, fs)
+    try:
+        fs.delete_dir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise _fail(uri, e) from None
+
+
 def missing_reason(uri: str, fs: pafs.FileSystem | None = None) -> str | None:
     """Why uri cannot be found ("bucket ... does not exist", "not found"), or None when it exists."""
     if exists(uri, fs):

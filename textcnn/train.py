@@ -195,14 +195,45 @@ def run_name(config: TrainConfig) -> str:
     return config.run_name or f"textcnn-{os.path.basename(config.output.rstrip('/'))}-{int(time.time())}"
 
 
-def _storage_uri(config: TrainConfig) -> str:
-    return config.storage_path or storage.join(storage.dirname(config.output), "_checkpoints")
+def storage_root(config: TrainConfig, kind: str = "checkpoints") -> str:
+    """Where runs keep their checkpoints: --storage-path; else, for a remote model directory,
+    beside it (s3://bucket/models/_checkpoints, which every node reaches); else the user's cache
+    (~/.cache/textcnn/checkpoints). Never the working directory: `ray job submit --working-dir .`
+    uploads it, at most 100 MiB, and a default model's two checkpoints on the bundled sample took
+    139 MB of models/_checkpoints beside the README's models/rt."""
+    if config.storage_path:
+        return config.storage_path
+    if storage.is_remote(config.output):
+        return storage.join(storage.dirname(config.output), f"_{kind}")
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "textcnn", kind)
+
+
+def _start_run(p: Prepared) -> tuple[str, str]:
+    """The run's name and folder, checked against (or recorded in) its record (see resume.py)."""
+    name = run_name(p.config)
+    run_uri = storage.join(storage_root(p.config), name)
+    if not resume.check_or_record(run_uri, resume.fingerprint(p.tokenizer, p.labels, p.model_config)):
+        log.info("checkpoints of run %s go to %s (killed, it resumes when started again with --run-name %s)",
+                 name, run_uri, name)
+    return name, run_uri
+
+
+def forget_run(run_uri: str) -> None:
+    """Remove a finished run's checkpoints: the model directory, written, holds its result, and
+    a default run's name is new each time, so kept checkpoints (~140 MB a run) would only pile up.
+    A run started again under the name then trains afresh."""
+    try:
+        storage.remove_tree(run_uri)
+        log.info("run finished: removed its checkpoints at %s", run_uri)
+    except storage.StorageError as e:         # the model is written: a leftover is not a failure
+        log.warning("could not remove the finished run's checkpoints: %s", e)
 
 
 def _run_config(config: TrainConfig, name: str) -> RunConfig:
     """Checkpoints under storage_path/name: the best two selection epochs by validation metric
     (_report's rank), and always the latest (Ray Train keeps it whatever its rank)."""
-    fs, path = storage.resolve(_storage_uri(config))
+    fs, path = storage.resolve(storage_root(config))
     checkpoints = CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="rank",
                                    checkpoint_score_order="max")
     return RunConfig(name=name, storage_path=path, storage_filesystem=fs, checkpoint_config=checkpoints,
@@ -269,9 +300,7 @@ def fit(config: TrainConfig) -> FitResult:
     started = time.perf_counter()
     p = prepare(config)
     refit_rows = p.train_rows + p.val.count() if p.config.refits else 0
-    name = run_name(p.config)
-    resume.check_or_record(storage.join(_storage_uri(p.config), name),
-                           resume.fingerprint(p.tokenizer, p.labels, p.model_config))
+    name, run_uri = _start_run(p)
     result = _trainer(p, _run_config(p.config, name), refit_rows).fit()
     latest = load_checkpoint(result.checkpoint)
     selection = [(c, m) for c, m in result.best_checkpoints if m.get("phase", SELECT) == SELECT]
@@ -286,6 +315,7 @@ def fit(config: TrainConfig) -> FitResult:
                       "attempt_start_epoch": latest["history"][-1]["attempt_start_epoch"]}  # > 0: resumed
         log.info("refit on all %d rows for %d epoch(s)", refit_done["rows"], refit_done["epochs"])
     version, metrics = export_state(state, history, p, p.config, p.model_config, refit_done)
+    forget_run(run_uri)
     return FitResult(p.config.output, version, metrics, history, time.perf_counter() - started, refit_done)
 
 

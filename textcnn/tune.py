@@ -27,7 +27,16 @@ from textcnn import storage
 from textcnn.config import ModelConfig, TrainConfig
 from textcnn.loop import Loop, Objective, optimizer_and_schedule, run_epochs, run_train_epochs
 from textcnn.naive_bayes import init_ngrams
-from textcnn.train import Prepared, build_model, export_state, load_checkpoint, prepare, state_dir
+from textcnn.train import (
+    Prepared,
+    build_model,
+    export_state,
+    forget_run,
+    load_checkpoint,
+    prepare,
+    state_dir,
+    storage_root,
+)
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +164,8 @@ def run_search(config: TrainConfig, samples: int, cpus_per_trial: float = 1.0, g
     fn = tune.with_resources(tune.with_parameters(trainable, setup=setup, train=train, val=val),
                              {"cpu": cpus_per_trial})
     scheduler = ASHAScheduler(max_t=p.config.epochs, grace_period=grace_epochs, reduction_factor=2)
-    fs, path = storage.resolve(config.storage_path or storage.join(storage.dirname(config.output), "_tune"))
+    name, root = config.run_name or f"tune-{int(time.time())}", storage_root(config, "tune")
+    fs, path = storage.resolve(root)
     keep_best = tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_metric",
                                       checkpoint_score_order="max")
     tuner = tune.Tuner(
@@ -164,10 +174,12 @@ def run_search(config: TrainConfig, samples: int, cpus_per_trial: float = 1.0, g
         tune_config=tune.TuneConfig(metric="val_metric", mode="max", num_samples=samples, scheduler=scheduler,
                                     search_alg=BasicVariantGenerator(random_state=config.seed),
                                     trial_dirname_creator=lambda t: t.trial_id),
-        run_config=tune.RunConfig(name=config.run_name or f"tune-{int(time.time())}", storage_path=path,
+        run_config=tune.RunConfig(name=name, storage_path=path,
                                   storage_filesystem=fs, checkpoint_config=keep_best))
     results = tuner.fit()
     best = results.get_best_result(metric="val_metric", mode="max", scope="all")
     version, metrics, done = _export(p, best, setup, train, val if p.config.refits else None)
+    trials = _trial_rows(results)
+    forget_run(storage.join(root, name))
     return TuneResult(config.output, version, {k: best.config[k] for k in SPACE}, metrics,
-                      _trial_rows(results), time.perf_counter() - started, done)
+                      trials, time.perf_counter() - started, done)

@@ -51,8 +51,12 @@ def cluster_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def _start(args, log, env):
-    return subprocess.Popen([f"{BIN}/ray", "start", "--block", "--disable-usage-stats", *args], env=env,
-                            start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    """A node whose dashboard agent listens on a free port: on the default (52365), held by any
+    other Ray on the machine (another node, the local Ray of a command just run, a colleague's),
+    its HTTP server cannot start, and `ray job submit` answered "No available agent" for 180 s."""
+    agent_port = ["--dashboard-agent-listen-port", str(free_port())]
+    return subprocess.Popen([f"{BIN}/ray", "start", "--block", "--disable-usage-stats", *agent_port, *args],
+                            env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
 
 
 class Cluster:
@@ -185,15 +189,15 @@ def test_nightly_scoring_job_over_s3_survives_losing_the_worker_node(cluster, s3
                                                                           or "/_locks/" in f.path)]
 
 
-def submit(cluster, job_id, *args) -> None:
-    """`ray job submit --no-wait` (cluster.wait_job follows the job from there); a head just started,
-    or a node just added, may not have its job agent yet: that is retried for 180 s (60 s once
-    fell short in a run here)."""
+def submit(cluster, job_id, *args, cwd: Path = ROOT) -> None:
+    """`ray job submit --no-wait --working-dir .` from cwd (cluster.wait_job follows the job from
+    there); a head just started, or a node just added, may not have its job agent yet: that is
+    retried for 180 s (60 s once fell short in a run here)."""
     cmd = [f"{BIN}/ray", "job", "submit", "--address", cluster.url, "--submission-id", job_id, "--no-wait",
            "--working-dir", ".", "--", "python", *args]
     deadline = time.monotonic() + 180
     while True:
-        proc = subprocess.run(cmd, cwd=ROOT, env=cluster.env, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(cmd, cwd=cwd, env=cluster.env, capture_output=True, text=True, timeout=120)
         if "No available agent to submit job" not in proc.stderr or time.monotonic() > deadline:
             break
         time.sleep(1)
@@ -246,6 +250,7 @@ def test_a_training_job_over_s3_resumes_after_ray_job_stop_and_after_losing_a_no
     # each epoch ran once, in the attempt that began at or before it and after the one before
     assert [h["attempt_start_epoch"] for h in history] == [max(s for s in starts if s <= e) for e in range(epochs)]
     assert artifacts.verify(model) == []
+    assert "removed its checkpoints" in log and not storage.exists(run_dir)     # the model holds the result
     saved = storage.read_text(f"{model}/config.json")
     for secret in (s3.secret, s3.key):              # the filesystem's keys are neither saved nor logged
         assert secret not in saved and secret not in log

@@ -6,6 +6,7 @@ import ray
 
 @pytest.fixture(scope="package", autouse=True)
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False)
+    # address="local": a bare ray.init() joins whatever cluster `ray start` last recorded here
+    ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False)
     yield
     ray.shutdown()

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import dataset
-from textcnn import artifacts
-from textcnn.config import ConfigError, ModelConfig, ScoreConfig, TrainConfig
+from textcnn import artifacts, resume
+from textcnn.config import ConfigError, ModelConfig, ScoreConfig, TrainConfig, model_config_from_dict
 from textcnn.evaluation import evaluate_parquet
 from textcnn.runs import read_run
 from textcnn.runtime import ResourceError
@@ -27,7 +27,7 @@ def rt_model(tmp_path_factory):
     tested end to end in tests/e2e/test_cli.py."""
     out = str(tmp_path_factory.mktemp("rt") / "model")
     result = fit(TrainConfig(train=dataset("rt_snippets", "train"), output=out, workers=2, epochs=1, refit=False,
-                             run_name="rt"))
+                             run_name="rt", storage_path=os.path.join(os.path.dirname(out), "_checkpoints")))
     return out, result
 
 
@@ -52,9 +52,19 @@ def test_model_directory_records_config_metrics_and_hashes(rt_model):
     assert artifacts.verify(out) == []
 
 
+def test_a_finished_run_leaves_no_checkpoints(rt_model):
+    out, _ = rt_model
+    assert os.listdir(os.path.join(os.path.dirname(out), "_checkpoints")) == []
+
+
 def test_the_run_started_again_with_another_model_is_refused_before_training(rt_model):
+    """As if run "rt" had been killed after a checkpoint: its record, and Ray Train's snapshot."""
     out, _ = rt_model
     runs = os.path.join(os.path.dirname(out), "_checkpoints")
+    loaded = artifacts.load(out)
+    resume.check_or_record(os.path.join(runs, "rt"), resume.fingerprint(
+        loaded.tokenizer, loaded.labels, model_config_from_dict(loaded.config["model"])))
+    open(os.path.join(runs, "rt", resume.RAY_SNAPSHOT), "w").write("{}")
     again = TrainConfig(train=dataset("rt_snippets", "train"), output=out + "-again", run_name="rt",
                         storage_path=runs, workers=2, refit=False, model=ModelConfig(num_filters=64))
     with pytest.raises(ConfigError) as refused:
