@@ -36,6 +36,19 @@ def dataset(name: str, split: str) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Training's default checkpoints go under XDG_CACHE_HOME: a test killed midway leaves them in a
+    temporary folder, not in the user's ~/.cache (processes the tests start inherit it)."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME")
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
 @pytest.fixture
 def tiny_model_dir(tmp_path: Path) -> str:
     """An untrained but complete model directory over a small English vocabulary."""

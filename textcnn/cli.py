@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from textcnn import stopping
+from textcnn import console, stopping
 from textcnn.config import (
     CLASS_WEIGHTS,
     NGRAM_INITS,
@@ -35,8 +35,7 @@ log = logging.getLogger("textcnn")
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console.setup(verbose)
 
 
 def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -97,7 +96,7 @@ def _s3_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.group()
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging, and Ray's own logs.")
 def main(verbose: bool) -> None:
     """Train text CNN classifiers and score large Parquet corpora on Ray."""
     _setup_logging(verbose)
@@ -213,7 +212,7 @@ def train_cmd(train_path: str, output: str, val_path: str | None, max_length: in
                          tokenizer=TokenizerConfig(max_length=max_length, split=split))
     result = fit(config)
     m = result.metrics
-    click.echo(f"model {result.model_version} written to {result.output}: best epoch {m['epoch']} of "
+    click.echo(f"model {result.model_version} written to {result.output}: best epoch {m['epoch'] + 1} of "
                f"{len(result.history)}, val accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
                f"micro-F1 {m['micro_f1']:.4f}{_refit_text(result.refit)}, {result.seconds:.1f} s")
 

@@ -51,10 +51,10 @@ def run(workdir: str, workers: int = 2, actors: int = 2, copies: int = 40) -> De
     with open(os.path.join(workdir, "eval.json"), "w") as f:
         json.dump(report, f, indent=2)
     plots.confusion_matrix(report, os.path.join(workdir, "eval_confusion.png"))
-    held_out = score(ScoreConfig(model=model, input=SAMPLE_TEST, output=os.path.join(workdir, "scores"),
+    held_out = score(ScoreConfig(model=model, input=SAMPLE_TEST, output=os.path.join(workdir, "output"),
                                  run_id="held-out", actors=actors))
     corpus_dir = os.path.join(workdir, "corpus")
     log.info("writing a corpus of %d rows to %s", make_corpus(SAMPLE_TEST, corpus_dir, copies), corpus_dir)
-    corpus = score(ScoreConfig(model=model, input=corpus_dir, output=os.path.join(workdir, "corpus_scores"),
+    corpus = score(ScoreConfig(model=model, input=corpus_dir, output=os.path.join(workdir, "output"),
                                run_id="corpus", actors=actors))
     return DemoResult(trained, report, held_out, corpus)

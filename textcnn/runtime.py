@@ -6,12 +6,15 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
 import ray
+import ray.data
+from ray.util.queue import Empty, Queue
 
-from textcnn import stopping
+from textcnn import console, stopping
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +39,20 @@ def ensure_ray() -> None:
     if address and address != "local":
         _join(address)
     else:
-        ray.init(address="local", log_to_driver=True)  # the dashboard serves the State API Ray Train polls
+        _init("local")
         log.info("started a private local Ray with %s (RAY_ADDRESS is not set%s)", ray.cluster_resources(),
                  _recorded_hint())
     stopping.reinstall()                               # ray.init put its own SIGTERM handler in place
+
+
+def _init(address: str) -> None:
+    """ray.init, its workers' logs and Ray's own INFO lines shown only with --verbose (a stage's
+    error still reaches the driver as its exception); Ray Data's progress bars on a terminal only."""
+    chatty = console.verbose()
+    ray.init(address=address, log_to_driver=chatty, logging_level=logging.INFO if chatty else logging.ERROR)
+    if not chatty:
+        console.quiet_ray()        # ray.init set up Ray's loggers again
+    ray.data.DataContext.get_current().enable_progress_bars = console.progress_bars()
 
 
 def _recorded_hint() -> str:
@@ -59,7 +72,7 @@ def _join(address: str) -> None:
         _wait_reachable(address, host, port)
     try:
         with _one_gcs_try():
-            ray.init(address=address, log_to_driver=True)
+            _init(address)
     except (ConnectionError, RuntimeError) as e:
         raise RayConnectError(f"cannot join the Ray cluster at RAY_ADDRESS={address}: {_first_line(e)}") from None
     log.info("joined the Ray cluster at %s", address)
@@ -123,6 +136,40 @@ def stop_local_ray() -> None:
     node = getattr(ray._private.worker, "_global_node", None)
     if node is not None and node.is_head():     # started here; a joined cluster is left alone
         node.kill_all_processes(check_alive=False, allow_graceful=True, wait=True)
+
+
+class EpochFeed:
+    """Lines a Ray Train worker sends (each epoch's), logged on the driver as they come. A Ray queue,
+    because workers' own output reaches the driver only with --verbose, and then under Ray's
+    per-process prefixes. Workers get `queue` (it pickles; this object, with its thread, does not)."""
+
+    def __init__(self, logger: str = "textcnn.train") -> None:
+        self.log = logging.getLogger(logger)
+        self.queue: Queue | None = None
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> EpochFeed:
+        self.queue = Queue(actor_options={"num_cpus": 0})
+        self._thread = threading.Thread(target=self._drain, name="textcnn-epoch-feed", daemon=True)
+        self._thread.start()
+        return self
+
+    def _drain(self) -> None:
+        while not (self._done.is_set() and self.queue.empty()):
+            try:
+                self.log.info(self.queue.get(timeout=0.5))
+            except Empty:
+                continue
+            except Exception:            # the queue's actor went with Ray (Ctrl-C): nothing more to show
+                return
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.queue is not None:
+            ray.kill(self.queue.actor)
 
 
 def default_actors(use_gpu: bool) -> int:

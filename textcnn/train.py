@@ -25,8 +25,9 @@ import torch
 from ray.data import Dataset
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
+from ray.util.queue import Queue
 
-from textcnn import artifacts, embeddings, plots, presets, resume, runtime, storage
+from textcnn import artifacts, console, embeddings, plots, presets, resume, runtime, storage
 from textcnn.config import ModelConfig, TrainConfig, to_dict, train_config_from_dict
 from textcnn.data import check_labelled, encode_labelled, read_labelled, survey
 from textcnn.embeddings import apply_vectors
@@ -69,9 +70,12 @@ SELECT, REFIT = "select", "refit"
 
 
 def _report(metrics: dict[str, Any], state: dict[str, Any] | None, phase: str = SELECT,
-            **extra: Any) -> None:
-    """Every rank reports; only the rank that passes state attaches a checkpoint. Metrics and state
-    carry the phase, so a resumed run knows where it was."""
+            feed: Queue | None = None, epochs: int = 0, **extra: Any) -> None:
+    """Every rank reports; only the rank that passes state attaches a checkpoint, and sends the
+    epoch's line to the driver (feed). Metrics and state carry the phase, so a resumed run knows
+    where it was."""
+    if state is not None and feed is not None:
+        feed.put_nowait(console.epoch_line(metrics, phase, epochs))
     # a refit epoch has no validation; it ranks below every selection epoch (metrics are in [0, 1])
     metrics = {**metrics, "phase": phase, "rank": metrics["val_metric"] if phase == SELECT else -1.0}
     if state is None:
@@ -155,8 +159,9 @@ def train_func(loop_config: dict[str, Any]) -> None:
 def _select(w: _Worker, state: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Train, validate after each epoch, stop early; returns the history of every epoch."""
     model, optimizer, scheduler, first, history = w.setup("train", w.lc["train_rows"], state)
+    report = functools.partial(_report, feed=w.lc.get("feed"), epochs=w.config.epochs)
     return run_epochs(model, optimizer, scheduler, w.objective, w.config,
-                      Loop(w.batches("train"), w.val_batches, _report, w.lc["labels"],
+                      Loop(w.batches("train"), w.val_batches, report, w.lc["labels"],
                            saves_state=w.rank0, history=history, first_epoch=first))
 
 
@@ -167,7 +172,8 @@ def _refit(w: _Worker, selection: list[dict[str, Any]], state: dict[str, Any] | 
     killed refit resumes."""
     epochs = EarlyStopping.replay(w.config.patience, selection).best_epoch + 1
     model, optimizer, scheduler, first, history = w.setup("all", w.lc["refit_rows"], state)
-    report = functools.partial(_report, phase=REFIT, selection_history=selection)
+    report = functools.partial(_report, phase=REFIT, selection_history=selection, feed=w.lc.get("feed"),
+                               epochs=epochs)
     run_train_epochs(model, optimizer, scheduler, w.objective, w.config,
                      Loop(w.batches("all"), None, report, w.lc["labels"], saves_state=w.rank0,
                           history=history, first_epoch=first, end_epoch=epochs))
@@ -225,7 +231,7 @@ def forget_run(run_uri: str) -> None:
     A run started again under the name then trains afresh."""
     try:
         storage.remove_tree(run_uri)
-        log.info("run finished: removed its checkpoints at %s", run_uri)
+        log.debug("run finished: removed its checkpoints at %s", run_uri)
     except storage.StorageError as e:         # the model is written: a leftover is not a failure
         log.warning("could not remove the finished run's checkpoints: %s", e)
 
@@ -277,8 +283,9 @@ def prepare(config: TrainConfig) -> Prepared:
                     vectors, encode(train_ds).materialize(), encode(val_ds).materialize(), found.rows)
 
 
-def _trainer(p: Prepared, run_config: RunConfig, refit_rows: int) -> TorchTrainer:
-    """refit_rows: train + validation rows of the refit phase (0: no refit)."""
+def _trainer(p: Prepared, run_config: RunConfig, refit_rows: int, feed: runtime.EpochFeed) -> TorchTrainer:
+    """refit_rows: train + validation rows of the refit phase (0: no refit); feed: where rank 0
+    sends each epoch's line."""
     datasets = {"train": p.train, "val": p.val}
     if refit_rows:
         datasets["all"] = p.train.union(p.val)
@@ -286,7 +293,7 @@ def _trainer(p: Prepared, run_config: RunConfig, refit_rows: int) -> TorchTraine
         train_func,
         train_loop_config={"train": to_dict(p.config), "model": to_dict(p.model_config), "labels": p.labels,
                            "class_weights": p.class_weights, "train_rows": p.train_rows,
-                           "refit_rows": refit_rows,
+                           "refit_rows": refit_rows, "feed": feed.queue,
                            "vectors": None if p.vectors is None else ray.put(p.vectors)},
         scaling_config=_scaling(p.config), run_config=run_config, datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=["train", "all"] if refit_rows else ["train"]))  # all of val
@@ -301,7 +308,8 @@ def fit(config: TrainConfig) -> FitResult:
     p = prepare(config)
     refit_rows = p.train_rows + p.val.count() if p.config.refits else 0
     name, run_uri = _start_run(p)
-    result = _trainer(p, _run_config(p.config, name), refit_rows).fit()
+    with runtime.EpochFeed() as feed:
+        result = _trainer(p, _run_config(p.config, name), refit_rows, feed).fit()
     latest = load_checkpoint(result.checkpoint)
     selection = [(c, m) for c, m in result.best_checkpoints if m.get("phase", SELECT) == SELECT]
     # ties go to the earlier epoch, as in early stopping
@@ -313,7 +321,7 @@ def fit(config: TrainConfig) -> FitResult:
         refit_done = {"epochs": len(latest["history"]), "rows": refit_rows,
                       "train_loss": [h["train_loss"] for h in latest["history"]],
                       "attempt_start_epoch": latest["history"][-1]["attempt_start_epoch"]}  # > 0: resumed
-        log.info("refit on all %d rows for %d epoch(s)", refit_done["rows"], refit_done["epochs"])
+        log.debug("refit on all %d rows for %d epoch(s)", refit_done["rows"], refit_done["epochs"])
     version, metrics = export_state(state, history, p, p.config, p.model_config, refit_done)
     forget_run(run_uri)
     return FitResult(p.config.output, version, metrics, history, time.perf_counter() - started, refit_done)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -76,6 +77,12 @@ def test_train_killed_and_resumed_then_eval(tmp_path):
     # the branch started from naive Bayes counts; a resumed phase takes its weights from the checkpoint
     assert "n-gram branch: naive Bayes weights" in jobs.log("attempt0")
     assert "naive Bayes weights" not in jobs.log("last")
+    # a person's output: a line per epoch, counted from 1, and none of Ray's internals (no --verbose)
+    first = jobs.log("attempt0")
+    assert re.search(r"epoch 1/3: train loss [0-9.]+, val loss [0-9.]+, accuracy [0-9.]+, macro-F1 [0-9.]+ \(", first)
+    assert re.search(r"refit epoch [0-9]/[0-9]: train loss", jobs.log("last"))
+    for noise in ("core_worker.cc", "TrainingReport(", "Traceback", "raylet", "(RayTrainWorker", "WARNING"):
+        assert noise not in first and noise not in jobs.log("last"), noise
     metrics = json.loads((model / "metrics.json").read_text())
     assert [(h["epoch"], h["attempt_start_epoch"]) for h in metrics["history"]] == [(0, 0), (1, 0), (2, 0)]
     refit = metrics["refit"]

@@ -24,3 +24,4 @@ def test_a_process_entry_freezes_the_heap_however_the_command_ends():
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
