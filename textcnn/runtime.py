@@ -52,7 +52,9 @@ def _init(address: str) -> None:
     ray.init(address=address, log_to_driver=chatty, logging_level=logging.INFO if chatty else logging.ERROR)
     if not chatty:
         console.quiet_ray()        # ray.init set up Ray's loggers again
-    ray.data.DataContext.get_current().enable_progress_bars = console.progress_bars()
+    data = ray.data.DataContext.get_current()
+    data.enable_progress_bars = data.enable_rich_progress_bars = console.progress_bars()
+    data.use_ray_tqdm = False        # Ray Data's rich UI (the tqdm one drew nothing on a terminal here)
 
 
 def _recorded_hint() -> str:
@@ -138,10 +140,11 @@ def stop_local_ray() -> None:
         node.kill_all_processes(check_alive=False, allow_graceful=True, wait=True)
 
 
-class EpochFeed:
-    """Lines a Ray Train worker sends (each epoch's), logged on the driver as they come. A Ray queue,
-    because workers' own output reaches the driver only with --verbose, and then under Ray's
-    per-process prefixes. Workers get `queue` (it pickles; this object, with its thread, does not)."""
+class LogFeed:
+    """The log lines of textcnn's loggers on rank 0 of Ray Train's workers (each epoch's line among
+    them), shown on the driver as they come. Through a Ray queue, because workers' own output
+    reaches the driver only with --verbose, and then under Ray's per-process prefixes. Workers get
+    `queue` (it pickles; this object, with its thread, does not) and call forward_logs with it."""
 
     def __init__(self, logger: str = "textcnn.train") -> None:
         self.log = logging.getLogger(logger)
@@ -149,9 +152,9 @@ class EpochFeed:
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> EpochFeed:
+    def __enter__(self) -> LogFeed:
         self.queue = Queue(actor_options={"num_cpus": 0})
-        self._thread = threading.Thread(target=self._drain, name="textcnn-epoch-feed", daemon=True)
+        self._thread = threading.Thread(target=self._drain, name="textcnn-log-feed", daemon=True)
         self._thread.start()
         return self
 
@@ -170,6 +173,27 @@ class EpochFeed:
             self._thread.join(timeout=5)
         if self.queue is not None:
             ray.kill(self.queue.actor)
+
+
+class _ToQueue(logging.Handler):
+    def __init__(self, queue: Queue) -> None:
+        super().__init__(logging.INFO)
+        self.queue = queue
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record.getMessage())
+        except Exception:                # a full or gone queue costs the driver a line, never the run
+            self.handleError(record)
+
+
+def forward_logs(queue: Queue | None) -> None:
+    """On a worker: send textcnn's INFO lines to a LogFeed's queue (once per process)."""
+    textcnn_log = logging.getLogger("textcnn")
+    if queue is None or any(isinstance(h, _ToQueue) for h in textcnn_log.handlers):
+        return
+    textcnn_log.addHandler(_ToQueue(queue))
+    textcnn_log.setLevel(logging.INFO)
 
 
 def default_actors(use_gpu: bool) -> int:

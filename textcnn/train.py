@@ -25,7 +25,6 @@ import torch
 from ray.data import Dataset
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
-from ray.util.queue import Queue
 
 from textcnn import artifacts, console, embeddings, plots, presets, resume, runtime, storage
 from textcnn.config import ModelConfig, TrainConfig, to_dict, train_config_from_dict
@@ -70,12 +69,12 @@ SELECT, REFIT = "select", "refit"
 
 
 def _report(metrics: dict[str, Any], state: dict[str, Any] | None, phase: str = SELECT,
-            feed: Queue | None = None, epochs: int = 0, **extra: Any) -> None:
-    """Every rank reports; only the rank that passes state attaches a checkpoint, and sends the
-    epoch's line to the driver (feed). Metrics and state carry the phase, so a resumed run knows
-    where it was."""
-    if state is not None and feed is not None:
-        feed.put_nowait(console.epoch_line(metrics, phase, epochs))
+            epochs: int = 0, **extra: Any) -> None:
+    """Every rank reports; only the rank that passes state attaches a checkpoint, and logs the
+    epoch's line (which runtime.forward_logs sends to the driver). Metrics and state carry the
+    phase, so a resumed run knows where it was."""
+    if state is not None:
+        log.info(console.epoch_line(metrics, phase, epochs))
     # a refit epoch has no validation; it ranks below every selection epoch (metrics are in [0, 1])
     metrics = {**metrics, "phase": phase, "rank": metrics["val_metric"] if phase == SELECT else -1.0}
     if state is None:
@@ -103,6 +102,8 @@ class _Worker:
         self.model_config = ModelConfig(**loop_config["model"])
         self.vectors = ray.get(loop_config["vectors"]) if loop_config["vectors"] is not None else None
         self.rank0 = ray.train.get_context().get_world_rank() == 0
+        if self.rank0:
+            runtime.forward_logs(loop_config.get("feed"))
         self.objective = Objective(self.model_config.multi_label, loop_config["class_weights"])
         label_dtype = torch.float32 if self.model_config.multi_label else torch.long
         self.as_tensors = dict(dtypes={"ids": torch.long, "label": label_dtype}, device=ray.train.torch.get_device())
@@ -159,7 +160,7 @@ def train_func(loop_config: dict[str, Any]) -> None:
 def _select(w: _Worker, state: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Train, validate after each epoch, stop early; returns the history of every epoch."""
     model, optimizer, scheduler, first, history = w.setup("train", w.lc["train_rows"], state)
-    report = functools.partial(_report, feed=w.lc.get("feed"), epochs=w.config.epochs)
+    report = functools.partial(_report, epochs=w.config.epochs)
     return run_epochs(model, optimizer, scheduler, w.objective, w.config,
                       Loop(w.batches("train"), w.val_batches, report, w.lc["labels"],
                            saves_state=w.rank0, history=history, first_epoch=first))
@@ -172,8 +173,7 @@ def _refit(w: _Worker, selection: list[dict[str, Any]], state: dict[str, Any] | 
     killed refit resumes."""
     epochs = EarlyStopping.replay(w.config.patience, selection).best_epoch + 1
     model, optimizer, scheduler, first, history = w.setup("all", w.lc["refit_rows"], state)
-    report = functools.partial(_report, phase=REFIT, selection_history=selection, feed=w.lc.get("feed"),
-                               epochs=epochs)
+    report = functools.partial(_report, phase=REFIT, selection_history=selection, epochs=epochs)
     run_train_epochs(model, optimizer, scheduler, w.objective, w.config,
                      Loop(w.batches("all"), None, report, w.lc["labels"], saves_state=w.rank0,
                           history=history, first_epoch=first, end_epoch=epochs))
@@ -283,9 +283,9 @@ def prepare(config: TrainConfig) -> Prepared:
                     vectors, encode(train_ds).materialize(), encode(val_ds).materialize(), found.rows)
 
 
-def _trainer(p: Prepared, run_config: RunConfig, refit_rows: int, feed: runtime.EpochFeed) -> TorchTrainer:
-    """refit_rows: train + validation rows of the refit phase (0: no refit); feed: where rank 0
-    sends each epoch's line."""
+def _trainer(p: Prepared, run_config: RunConfig, refit_rows: int, feed: runtime.LogFeed) -> TorchTrainer:
+    """refit_rows: train + validation rows of the refit phase (0: no refit); feed: where rank 0's
+    log lines go."""
     datasets = {"train": p.train, "val": p.val}
     if refit_rows:
         datasets["all"] = p.train.union(p.val)
@@ -308,7 +308,7 @@ def fit(config: TrainConfig) -> FitResult:
     p = prepare(config)
     refit_rows = p.train_rows + p.val.count() if p.config.refits else 0
     name, run_uri = _start_run(p)
-    with runtime.EpochFeed() as feed:
+    with runtime.LogFeed() as feed:
         result = _trainer(p, _run_config(p.config, name), refit_rows, feed).fit()
     latest = load_checkpoint(result.checkpoint)
     selection = [(c, m) for c, m in result.best_checkpoints if m.get("phase", SELECT) == SELECT]
