@@ -31,7 +31,7 @@ def _save(fig: Any, plt: Any, uri: str) -> str:
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     storage.write_bytes(uri, buf.getvalue())
-    log.info("plot written to %s", uri)
+    log.debug("plot written to %s", uri)
     return uri
 
 
