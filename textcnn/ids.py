@@ -18,7 +18,9 @@ The same read and partition steps count the ids scored twice at reconcile (score
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -32,6 +34,8 @@ from pyarrow.fs import FileSystem
 from textcnn import storage
 from textcnn.plan import Plan, row_key
 from textcnn.rows import as_plain
+
+log = logging.getLogger(__name__)
 
 PART_ROWS = 2_000_000      # ids per partition: a repeats task holds them, ~30 bytes each with its sort
 TASK_ROWS = 2_000_000      # ids read per read task (whole files, so a bigger file is a task alone)
@@ -247,12 +251,17 @@ def duplicate_pass(plan: Plan, id_column: str, in_fs: FileSystem, out_fs: FileSy
     The files whose ids do not read ({uri: reason}), if any; then nothing is written to dups_dir."""
     parts, starts = partitions(plan.rows), unit_starts(plan)
     tasks = read_tasks([(f.uri, f.rows) for f in plan.files])
+    clock = time.time()
     unreadable = _merge_unreadable(run(read_partitions, [(in_fs, out_fs, t, id_column, parts, scratch) for t in tasks]))
     if unreadable or not len(starts):
         return unreadable
     range_starts = starts[::math.ceil(len(starts) / parts)]
-    run(repeats_by_range, [(out_fs, scratch, p, range_starts) for p in range(parts)])
-    run(units_of_range, [(out_fs, scratch, r, starts, dups_dir) for r in range(len(range_starts))])
+    read, clock = time.time() - clock, time.time()
+    found = sum(run(repeats_by_range, [(out_fs, scratch, p, range_starts) for p in range(parts)]))
+    repeats, clock = time.time() - clock, time.time()
+    units = sum(run(units_of_range, [(out_fs, scratch, r, starts, dups_dir) for r in range(len(range_starts))]))
+    log.info("id pass: %d read task(s), %d partition(s): %d duplicate row(s) in %d unit(s); read %.1f s, "
+             "repeats %.1f s, by unit %.1f s", len(tasks), parts, found, units, read, repeats, time.time() - clock)
     return {}
 
 

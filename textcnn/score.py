@@ -176,6 +176,7 @@ def _find_duplicates(config: ScoreConfig, plan: Plan, staging: runs.Staging, reu
     recorded = staging.dups_record()
     if config.no_id or len(reused) == len(plan.units) or (recorded or {}).get("input") == plan.fingerprint():
         return plan, reused, 0.0
+    runtime.ensure_ray()        # started for the scoring anyway: not the pass's time
     started = time.time()
     bad = _id_pass(config, plan, staging.layout)
     if bad and not config.skip_bad_files:

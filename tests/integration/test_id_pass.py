@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -57,3 +58,28 @@ def test_duplicates_across_many_files_are_dead_lettered_after_their_first_occurr
     assert sorted(scores["id"].to_pylist()) == sorted(firsts)               # every id scored once
     assert summary.manifest["timings"]["id_pass_seconds"] > 0
     assert not os.path.exists(tmp_path / "out" / "_staging" / "run=dups")   # the pass's files went with it
+
+
+def test_a_resumed_run_reuses_the_staged_duplicates_instead_of_a_second_pass(tiny_model_dir, tmp_path, monkeypatch):
+    from textcnn import score as score_module
+    table, repeats = _corpus(tmp_path / "in", files=6, rows=50)
+    config = ScoreConfig(model=tiny_model_dir, input=str(tmp_path / "in"), output=str(tmp_path / "out"),
+                         run_id="again", actors=1, unit_rows=100, batch_size=64)
+
+    def killed(*args, **kwargs):                  # the driver dies once the pass is staged
+        raise KeyboardInterrupt
+    monkeypatch.setattr(score_module, "_score_pending", killed)
+    with pytest.raises(KeyboardInterrupt):
+        score(config)
+    staged = tmp_path / "out" / "_staging" / "run=again" / "dups"
+    assert (staged / "_DONE.json").exists() and list(staged.glob("u-*.parquet"))
+    monkeypatch.undo()
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("the id pass ran again")
+    monkeypatch.setattr(ids, "duplicate_pass", no_second_pass)
+    summary = score(config)
+    dead = runs.read_run(summary.layout, dead_letter=True)
+    assert summary.manifest["timings"]["id_pass_seconds"] == 0
+    assert dead.filter(pc.equal(dead["reason"], "id_duplicate")).num_rows == len(repeats) > 0
+    assert summary.rows_in == len(table) == summary.rows_scored + summary.rows_dead
