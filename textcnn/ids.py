@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from pyarrow.fs import FileSystem
 
 from textcnn import storage
-from textcnn.plan import Plan, row_key
+from textcnn.plan import Mapper, Plan, row_key
 from textcnn.rows import as_plain
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,6 @@ MAX_PARTS = 4096
 _CHUNK = 1 << 16           # strings hashed at a time: bounds the per-byte temporaries
 _PRIME = np.uint64(0x100000001B3)
 _MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
-
-Mapper = Callable[[Callable, list[tuple]], list]     # runs fn(*args) for each args, results in order
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from ray.data import ActorPoolStrategy
 from textcnn import artifacts, drift, ids, runs, runtime, storage
 from textcnn.config import ConfigError, ScoreConfig, to_dict
 from textcnn.model import TextCNN
-from textcnn.plan import Plan, plan_input
+from textcnn.plan import Mapper, Plan, plan_input
 from textcnn.rows import DataError, RowLimits
 from textcnn.scorer import Scorer
 from textcnn.stages import (
@@ -135,7 +135,7 @@ def validate(config: ScoreConfig) -> tuple[artifacts.LoadedModel, Plan]:
         problems.append(str(e))
     try:
         plan = plan_input(config.input, None if config.no_id else config.id_column, config.text_column,
-                          config.unit_rows, config.skip_bad_files, config.keep_columns)
+                          config.unit_rows, config.skip_bad_files, config.keep_columns, runtime.map_tasks)
     except DataError as e:
         problems.append(str(e))
     if len(problems) == 1:
@@ -282,7 +282,7 @@ def _score_pending(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Pla
 
 
 def _reconcile(plan: Plan, done: dict[int, dict], config: ScoreConfig, layout: runs.Layout,
-               run: ids.Mapper = runtime.map_tasks) -> None:
+               run: Mapper = runtime.map_tasks) -> None:
     """Every unit's rows read == scored + dead-lettered, from its commit record; then no id scored
     twice, counted by Ray tasks over the score files (ids.scored_twice): no id comes to the driver."""
     short = [u.index for u in plan.units if u.index not in done

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from textcnn import ids, runs
+from textcnn import plan as plan_module
 from textcnn.config import ScoreConfig
 from textcnn.score import score
 
@@ -42,6 +43,7 @@ def test_duplicates_across_many_files_are_dead_lettered_after_their_first_occurr
                                                                                      monkeypatch):
     monkeypatch.setattr(ids, "PART_ROWS", 300)     # several partitions, read tasks and unit ranges
     monkeypatch.setattr(ids, "TASK_ROWS", 400)
+    monkeypatch.setattr(plan_module, "FOOTER_TASK_FILES", 7)     # the footers too, by 5 Ray tasks
     table, repeats = _corpus(tmp_path / "in")
     summary = score(ScoreConfig(model=tiny_model_dir, input=str(tmp_path / "in"), output=str(tmp_path / "out"),
                                 run_id="dups", actors=1, unit_rows=130, batch_size=64))

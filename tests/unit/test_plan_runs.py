@@ -224,3 +224,22 @@ def test_drift_skips_an_unreadable_earlier_manifest(tmp_path, caplog):
         (tmp_path / "_runs" / key / "_SUCCESS").write_text(text)
     assert runs.previous_manifest(runs.Layout(str(tmp_path), "run_date=2026-12-06")) == good
     assert "run_date=2026-12-05" in caplog.text and "not a textcnn manifest" in caplog.text
+
+
+def test_footers_of_many_files_are_read_by_tasks_to_the_same_plan(tmp_path, monkeypatch):
+    calls = []
+
+    def tasks(fn, args):                          # stands in for runtime.map_tasks, without Ray
+        calls.append(len(args))
+        return [fn(*a) for a in args]
+    for f in range(7):
+        _write(tmp_path / f"p{f}.parquet", [f"{f}-{i}" for i in range(f + 1)], row_group_size=3)
+    monkeypatch.setattr(plan_module, "FOOTER_TASK_FILES", 2)
+    by_tasks = plan_input(str(tmp_path), "id", "text", unit_rows=4, run=tasks)
+    assert calls == [4]                                                     # 7 files, 2 a task
+    here = plan_input(str(tmp_path), "id", "text", unit_rows=4)
+    assert by_tasks == here and by_tasks.fingerprint() == here.fingerprint()
+    pq.write_table(pa.table({"id": [1.5], "text": ["t"]}), tmp_path / "p7.parquet")
+    (tmp_path / "p8.parquet").write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(DataError, match="2 problem"):
+        plan_input(str(tmp_path), "id", "text", 4, run=tasks)
