@@ -128,7 +128,8 @@ def _driver_memory(workdir: str, sizes: list[int], old_rows: int, args: list[str
 def _driver_line(what: str, run) -> str:
     share = f", id pass {run.id_pass_seconds:.1f} s = {run.id_pass_seconds / run.seconds:.1%} of it" \
         if run.id_pass_seconds is not None else ""
-    return (f"{what:>30}: {run.rows:>11,} rows: driver peak {run.driver_peak_bytes / 2**20:6.0f} MiB RSS, "
+    return (f"{what:>30}: {run.rows:>11,} rows: driver peak {run.driver_peak_bytes / 2**20:6.0f} MiB RSS "
+            f"({run.driver_private_bytes / 2**20:.0f} MiB private), "
             f"{run.rows_per_second:7,.0f} rows/s, {run.seconds:7.1f} s{share}")
 
 
@@ -136,7 +137,8 @@ def _driver_report(new: list, old) -> list[str]:
     from textcnn import bench
     lines = [_driver_line("id pass on the cluster", r) for r in new]
     slope = bench.slope(new)
-    lines.append(f"driver slope: {slope:.2f} bytes/row   [target <= 2: {_verdict(slope <= 2)}]")
+    lines.append(f"driver slope: {slope:.2f} bytes/row   [target <= 2: {_verdict(slope <= 2)}]; private memory "
+                 f"(RssAnon): {bench.slope(new, private=True):.2f} bytes/row")
     last = new[-1]
     share = last.id_pass_seconds / last.seconds
     lines.append(f"id pass at {last.rows:,} rows: {share:.1%} of the run   [target <= 15%: {_verdict(share <= 0.15)}]")

@@ -338,6 +338,8 @@ class DriverRun:
     rows: int
     seconds: float                 # the run's wall time as its manifest gives it (plan to commit)
     driver_peak_bytes: int         # the driver process's peak RSS (VmHWM), whole process
+    driver_private_bytes: int      # its peak private memory (RssAnon, sampled): without the pages of
+                                   # Ray's shared object store and of mapped files it has touched
     id_pass_seconds: float | None  # None: the old driver path, whose id work is not timed apart
 
     @property
@@ -345,13 +347,14 @@ class DriverRun:
         return self.rows / self.seconds
 
 
-def _peak_rss(pid: int) -> int:
+def _status(pid: int, fields: tuple[str, ...]) -> list[int]:
+    """Bytes of the given /proc/<pid>/status fields (0 once the process is gone)."""
     try:
-        status = open(f"/proc/{pid}/status").read()
+        lines = open(f"/proc/{pid}/status").read().splitlines()
     except OSError:
-        return 0
-    line = next((s for s in status.splitlines() if s.startswith("VmHWM:")), "VmHWM: 0 kB")
-    return 1024 * int(line.split()[1])
+        return [0] * len(fields)
+    found = {line.split(":")[0]: 1024 * int(line.split()[1]) for line in lines if line.endswith("kB")}
+    return [found.get(f, 0) for f in fields]
 
 
 def driver_run(args: list[str], output: str, run_id: str, code: str) -> DriverRun:
@@ -361,15 +364,17 @@ def driver_run(args: list[str], output: str, run_id: str, code: str) -> DriverRu
     command = [sys.executable, "-m", "textcnn", "score", "--output", os.path.abspath(output), "--run-id", run_id,
                *args]
     # run in `code`: `python -m` puts the working directory first on the path, before PYTHONPATH
-    process, peak = subprocess.Popen(command, env=env, cwd=code, stdout=subprocess.DEVNULL), 0
+    process, peak, private = subprocess.Popen(command, env=env, cwd=code, stdout=subprocess.DEVNULL), 0, 0
     while process.poll() is None:
-        peak = max(peak, _peak_rss(process.pid))
+        hwm, anon = _status(process.pid, ("VmHWM", "RssAnon"))
+        peak, private = max(peak, hwm), max(private, anon)
         time.sleep(0.2)
     if process.returncode:
         raise RuntimeError(f"{' '.join(command)} exited {process.returncode}")
     manifest = json.loads(open(os.path.join(output, "_runs", f"run={run_id}", "_SUCCESS")).read())
     timings = manifest.get("timings", {})
-    return DriverRun(manifest["input"]["rows"], manifest["wall_seconds"], peak, timings.get("id_pass_seconds"))
+    return DriverRun(manifest["input"]["rows"], manifest["wall_seconds"], peak, private,
+                     timings.get("id_pass_seconds"))
 
 
 def driver_ids_code(workdir: str, repo: str) -> str | None:
@@ -386,8 +391,8 @@ def driver_ids_code(workdir: str, repo: str) -> str | None:
     return folder
 
 
-def slope(runs: list[DriverRun]) -> float:
-    """Bytes of driver peak per input row: the least-squares line through (rows, peak)."""
+def slope(runs: list[DriverRun], private: bool = False) -> float:
+    """Bytes of driver peak (RSS, or private) per input row: the least-squares line through (rows, peak)."""
     rows = np.array([r.rows for r in runs], float)
-    peaks = np.array([r.driver_peak_bytes for r in runs], float)
+    peaks = np.array([r.driver_private_bytes if private else r.driver_peak_bytes for r in runs], float)
     return float(np.polyfit(rows, peaks, 1)[0]) if len(runs) > 1 else float("nan")
