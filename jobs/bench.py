@@ -8,6 +8,12 @@ fp32. Prints figures and which targets they meet; asserts nothing.
 
 The memory and bare-loop figures are read on the driver's machine: run it where the actors run
 (one node) for the memory column to mean anything.
+
+    python jobs/bench.py --driver-memory [--driver-memory-rows 1000000,3000000]
+
+scores synthetic corpora (16-character ids, duplicates across files) with `textcnn score` processes
+instead, and prints the driver's peak RSS at each size, its slope in bytes per row, the id pass's
+share of the run, and rows/s against the old driver path (bench.DRIVER_IDS_COMMIT) run beside it.
 """
 
 import logging
@@ -42,13 +48,24 @@ from textcnn.cli import run_process  # noqa: E402
 @click.option("--small-files", default=128, show_default=True,
               help="Also score the 1x corpus as files of this many rows (0: skip).")
 @click.option("--workdir", default="runs/bench", show_default=True)
+@click.option("--driver-memory", is_flag=True, help="Only the driver's memory against the corpus size (issue 33).")
+@click.option("--driver-memory-rows", default="1000000,3000000,10000000", show_default=True,
+              help="Corpus sizes of --driver-memory, comma-separated.")
+@click.option("--driver-memory-old-rows", default=3_000_000, show_default=True,
+              help="Also score this size with the old driver path, for the rows/s ratio (0: skip).")
 def main(rows: int, scale: int, model: str | None, actors: int, cpus_per_actor: float, batch_size: int,
          gpus: bool, precision: str, input_dir: str | None, id_column: str, text_column: str,
-         labelled: str | None, small_files: int, workdir: str) -> None:
+         labelled: str | None, small_files: int, workdir: str, driver_memory: bool, driver_memory_rows: str,
+         driver_memory_old_rows: int) -> None:
     from textcnn import bench, runtime
     from textcnn.config import ScoreConfig
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.makedirs(workdir, exist_ok=True)
+    if driver_memory:
+        sizes = [int(n) for n in driver_memory_rows.split(",") if n.strip()]
+        args = [f"--actors={actors}", f"--cpus-per-actor={cpus_per_actor}", f"--batch-size={batch_size}"]
+        click.echo("\n".join(_driver_memory(workdir, sizes, driver_memory_old_rows, args)))
+        return
     runtime.ensure_ray()
     threads = int(runtime.ray.cluster_resources().get("CPU", 1))
     if not model:
@@ -85,6 +102,54 @@ def main(rows: int, scale: int, model: str | None, actors: int, cpus_per_actor: 
         click.echo(f"scoring the {sizes[0]:,} rows as files of {small_files} rows ...", err=True)
         lines.append(_small_files_line(runs[0], scored(folder, f"bench-{sizes[0]}-in-{small_files}"), small_files))
     click.echo("\n".join(lines))
+
+
+def _driver_memory(workdir: str, sizes: list[int], old_rows: int, args: list[str]) -> list[str]:
+    """The new path at each size, the old driver path at old_rows (same corpus), in one invocation."""
+    from textcnn import bench
+    model = bench.untrained_model(os.path.abspath(os.path.join(workdir, "model-untrained")))
+    repo, out = str(Path(__file__).resolve().parents[1]), os.path.join(workdir, "driver-memory-scores")
+    old_code = bench.driver_ids_code(workdir, repo) if old_rows else None
+    new, old = [], None
+    for n in sorted(set(sizes) | ({old_rows} if old_code else set())):
+        folder = os.path.abspath(os.path.join(workdir, f"synthetic-{n}"))
+        click.echo(f"making / scoring {n:,} synthetic rows ...", err=True)
+        bench.synthetic_corpus(folder, n)
+        run_args = ["--model", model, "--input", folder, *args]
+        if n in sizes:
+            new.append(bench.driver_run(run_args, out, f"new-{n}", repo))
+            click.echo(_driver_line("id pass on the cluster", new[-1]), err=True)
+        if old_code and n == old_rows:
+            old = bench.driver_run(run_args, out, f"old-{n}", old_code)
+            click.echo(_driver_line(f"old driver path ({bench.DRIVER_IDS_COMMIT})", old), err=True)
+    return _driver_report(new, old)
+
+
+def _driver_line(what: str, run) -> str:
+    share = f", id pass {run.id_pass_seconds:.1f} s = {run.id_pass_seconds / run.seconds:.1%} of it" \
+        if run.id_pass_seconds is not None else ""
+    return (f"{what:>30}: {run.rows:>11,} rows: driver peak {run.driver_peak_bytes / 2**20:6.0f} MiB RSS "
+            f"({run.driver_private_bytes / 2**20:.0f} MiB private), "
+            f"{run.rows_per_second:7,.0f} rows/s, {run.seconds:7.1f} s{share}")
+
+
+def _driver_report(new: list, old) -> list[str]:
+    from textcnn import bench
+    lines = [_driver_line("id pass on the cluster", r) for r in new]
+    slope = bench.slope(new)
+    lines.append(f"driver slope: {slope:.2f} bytes/row   [target <= 2: {_verdict(slope <= 2)}]; private memory "
+                 f"(RssAnon): {bench.slope(new, private=True):.2f} bytes/row")
+    last = new[-1]
+    share = last.id_pass_seconds / last.seconds
+    lines.append(f"id pass at {last.rows:,} rows: {share:.1%} of the run   [target <= 15%: {_verdict(share <= 0.15)}]")
+    if old is not None:
+        lines.append(_driver_line(f"old driver path ({bench.DRIVER_IDS_COMMIT})", old))
+        same = next((r for r in new if r.rows == old.rows), None)
+        if same is not None:
+            ratio = same.rows_per_second / old.rows_per_second
+            lines.append(f"rows/s at {old.rows:,} rows, new / old = {ratio:.2f}   "
+                         f"[target >= 1: {_verdict(ratio >= 1)}]")
+    return lines
 
 
 def _small_files_line(one, small, rows_per_file: int) -> str:

@@ -5,20 +5,25 @@
     reconcile, commit), Parquet in -> scores out, at 1x and `scale` x the corpus, whose difference
     gives the run's marginal rate and its fixed cost; (c) the tokenizer alone on one core against
     fastText's whole prediction on the same texts, in the same run; (d) int8 against fp32: rows/s of
-    the bare loop and held-out accuracy; (e) peak memory of the driver and of a scoring actor.
+    the bare loop and held-out accuracy; (e) peak memory of the driver and of a scoring actor;
+(f) the driver's peak memory against the corpus size, beside the old driver path (issue 33).
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import os
 import re
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
@@ -296,3 +301,98 @@ def marginal(small: PipelineRun, large: PipelineRun) -> tuple[float, float] | No
         return None
     rate = (large.rows - small.rows) / (large.seconds - small.seconds)
     return rate, small.seconds - small.rows / rate
+
+
+# --- the driver's memory against the corpus size (jobs/bench.py --driver-memory) ---------------------
+
+# The last commit whose driver read every id (plan), found duplicates by sorting them and reconciled
+# against them (issue 33): the bench scores beside it, in the same invocation, for the rows/s ratio.
+DRIVER_IDS_COMMIT = "f40840c"
+SYNTHETIC_FILE_ROWS = 50_000
+_WORDS = ("a good film bad great fun dull and slow the story is not worth it best movie of year "
+          "actors play well plot boring funny sad").split()
+
+
+def synthetic_corpus(folder: str, rows: int, file_rows: int = SYNTHETIC_FILE_ROWS, every: int = 500) -> int:
+    """`rows` rows (made once) of 16-character ids and short texts, in files of file_rows: every
+    `every`-th row of a file repeats an id of the file before it, and the row after it an id 100 rows
+    earlier in its own file, so duplicates cross files and sit within them."""
+    if glob.glob(os.path.join(folder, "*.parquet")):
+        return rows_in(folder)
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(0)
+    pool = pa.array([" ".join(rng.choice(_WORDS, size=rng.integers(3, 12))) for _ in range(4096)])
+    for f, start in enumerate(range(0, rows, file_rows)):
+        n = min(file_rows, rows - start)
+        numbers = np.arange(start, start + n)
+        numbers[every - 1::every] -= file_rows if f else 0                  # the file before's id
+        numbers[every::every] = numbers[every::every] - min(100, every - 1)  # an id of its own file
+        ids = pa.array([f"{k:016x}" for k in numbers.tolist()], pa.string())
+        texts = pool.take(pa.array(rng.integers(0, len(pool), n)))
+        pq.write_table(pa.table({"id": ids, "text": texts}), os.path.join(folder, f"part-{f:05d}.parquet"))
+    return rows
+
+
+@dataclass
+class DriverRun:
+    rows: int
+    seconds: float                 # the run's wall time as its manifest gives it (plan to commit)
+    driver_peak_bytes: int         # the driver process's peak RSS (VmHWM), whole process
+    driver_private_bytes: int      # its peak private memory (RssAnon, sampled): without the pages of
+                                   # Ray's shared object store and of mapped files it has touched
+    id_pass_seconds: float | None  # None: the old driver path, whose id work is not timed apart
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds
+
+
+def _status(pid: int, fields: tuple[str, ...]) -> list[int]:
+    """Bytes of the given /proc/<pid>/status fields (0 once the process is gone)."""
+    try:
+        lines = open(f"/proc/{pid}/status").read().splitlines()
+    except OSError:
+        return [0] * len(fields)
+    found = {line.split(":")[0]: 1024 * int(line.split()[1]) for line in lines if line.endswith("kB")}
+    return [found.get(f, 0) for f in fields]
+
+
+def driver_run(args: list[str], output: str, run_id: str, code: str) -> DriverRun:
+    """`python -m textcnn score` with `code` first on the path, in its own local Ray, as cron runs it;
+    its driver's peak RSS sampled until it exits, and its manifest read back."""
+    env = {**os.environ, "PYTHONPATH": code, "RAY_ADDRESS": "local"}
+    command = [sys.executable, "-m", "textcnn", "score", "--output", os.path.abspath(output), "--run-id", run_id,
+               *args]
+    # run in `code`: `python -m` puts the working directory first on the path, before PYTHONPATH
+    process, peak, private = subprocess.Popen(command, env=env, cwd=code, stdout=subprocess.DEVNULL), 0, 0
+    while process.poll() is None:
+        hwm, anon = _status(process.pid, ("VmHWM", "RssAnon"))
+        peak, private = max(peak, hwm), max(private, anon)
+        time.sleep(0.2)
+    if process.returncode:
+        raise RuntimeError(f"{' '.join(command)} exited {process.returncode}")
+    manifest = json.loads(open(os.path.join(output, "_runs", f"run={run_id}", "_SUCCESS")).read())
+    timings = manifest.get("timings", {})
+    return DriverRun(manifest["input"]["rows"], manifest["wall_seconds"], peak, private,
+                     timings.get("id_pass_seconds"))
+
+
+def driver_ids_code(workdir: str, repo: str) -> str | None:
+    """The textcnn package of DRIVER_IDS_COMMIT, unpacked once under workdir; None without git."""
+    folder = os.path.join(workdir, f"textcnn-{DRIVER_IDS_COMMIT}")
+    if os.path.exists(os.path.join(folder, "textcnn", "score.py")):
+        return folder
+    os.makedirs(folder, exist_ok=True)
+    archive = subprocess.run(["git", "-C", repo, "archive", DRIVER_IDS_COMMIT, "textcnn"], capture_output=True)
+    if archive.returncode:
+        log.warning("no git history for the driver path: %s", archive.stderr.decode()[-300:])
+        return None
+    subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+    return folder
+
+
+def slope(runs: list[DriverRun], private: bool = False) -> float:
+    """Bytes of driver peak (RSS, or private) per input row: the least-squares line through (rows, peak)."""
+    rows = np.array([r.rows for r in runs], float)
+    peaks = np.array([r.driver_private_bytes if private else r.driver_peak_bytes for r in runs], float)
+    return float(np.polyfit(rows, peaks, 1)[0]) if len(runs) > 1 else float("nan")

@@ -1,9 +1,8 @@
 """The input plan of a scoring run: which files, how many rows, cut into units of work.
 
-Everything here runs on the driver, before any actor starts, from each file's footer and id column
-(read in one open: on object storage an open costs round trips, and a corpus of small files is
-mostly opens): missing columns, unusable column types and unreadable files are found up front and
-reported together.
+Everything here runs on the driver, before any actor starts, from each file's footer: missing
+columns, unusable column types and unreadable files are found up front and reported together. The
+ids themselves are read by the cluster (ids.py): the driver holds O(files + units), never a row.
 A unit is a run of consecutive row groups, up to unit_rows rows, of one file or, where files are
 small, of several consecutive files up to PACK_ROWS rows (its pieces); it is what the run commits,
 and what a resumed run skips, as one. Packing small files together keeps a corpus of many small
@@ -16,23 +15,27 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, astuple, dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pyarrow.fs import FileSystem
 
 from textcnn import storage
-from textcnn.rows import DataError, as_plain, plain_type
+from textcnn.rows import DataError, plain_type
 
 log = logging.getLogger(__name__)
 
 _IO_THREADS = 16        # footers are small reads dominated by latency (S3 round trips)
-_SORT_SLICE = 1 << 20   # sorted ids compared at a time in repeats
+# More files than this are read by Ray tasks of this many files each (when the caller gives a map):
+# 100,000 footers at ~30 ms each over S3 are ~3 minutes on 16 threads of one head, seconds on a cluster.
+FOOTER_TASK_FILES = 1000
+
+Mapper = Callable[[Callable, list[tuple]], list]     # runs fn(*args) for each args, results in order
 # Files share a unit up to this many rows: enough that a corpus of small files does not pay a read
 # task, a staged file and a commit per file (a unit costs ~0.1 s of those over S3, its 8,192 rows
 # ~3 s on a CPU actor), few enough that a corpus of a few hundred thousand rows still makes
@@ -73,9 +76,6 @@ class Plan:
     units: list[Unit]
     unit_rows: int
     skipped: list[dict] = field(default_factory=list)   # {"uri", "reason"} of unreadable files
-    # each file's ids as read with its footer, or why they could not be read; for duplicate_rows,
-    # then dropped (drop_ids), so the driver does not hold every id for the whole run
-    ids: dict[str, pa.Array | str] = field(default_factory=dict, repr=False, compare=False)
     # the columns carried through to the score files (--keep-columns), with their one type in every file
     keep: pa.Schema = field(default_factory=lambda: pa.schema([]), compare=False)
 
@@ -83,11 +83,7 @@ class Plan:
         """The plan with the files in bad ({uri: reason}) moved to skipped."""
         files = [f for f in self.files if f.uri not in bad]
         return Plan(files, _units(files, self.unit_rows), self.unit_rows,
-                    self.skipped + [{"uri": u, "reason": r} for u, r in sorted(bad.items())],
-                    {f.uri: self.ids[f.uri] for f in files if f.uri in self.ids}, self.keep)
-
-    def drop_ids(self) -> None:
-        self.ids.clear()
+                    self.skipped + [{"uri": u, "reason": r} for u, r in sorted(bad.items())], self.keep)
 
     @property
     def rows(self) -> int:
@@ -113,24 +109,64 @@ def _uri(uri_root: str, path: str) -> str:
     return f"{uri_root.split('://', 1)[0]}://{path}" if storage.is_remote(uri_root) else path
 
 
-def _open(fs: FileSystem, path: str, id_column: str | None) -> tuple[pq.FileMetaData | str, pa.Array | str | None]:
-    """The footer, or why it cannot be read; and the id column (None: the file has none, or the
-    input has no ids), or why it cannot be read (a corrupt page behind a sound footer)."""
+def _footer(fs: FileSystem, path: str) -> pq.FileMetaData | str:
+    """The footer, or why it cannot be read."""
     try:
         with fs.open_input_file(path) as f:
-            parquet = pq.ParquetFile(f)
-            if id_column is None or id_column not in parquet.schema_arrow.names:
-                return parquet.metadata, None
-            try:
-                return parquet.metadata, _as_ids(parquet.read(columns=[id_column]).column(0))
-            except (OSError, pa.ArrowException) as e:
-                return parquet.metadata, storage.reason(e)
+            return pq.ParquetFile(f).metadata
     except (OSError, pa.ArrowException) as e:
-        return storage.reason(e), None
+        return storage.reason(e)
 
 
-def _as_ids(column: pa.ChunkedArray) -> pa.Array:
-    return as_plain(column.combine_chunks())
+@dataclass(frozen=True)
+class Wanted:
+    """The columns a plan checks in every footer."""
+    id: str | None                # None: the input has no ids
+    text: str
+    keep: tuple[str, ...] = ()
+
+    def typed(self) -> list[str]:
+        """The columns that must have one type in every file."""
+        return ([self.id] if self.id else []) + list(self.keep)
+
+
+@dataclass(frozen=True)
+class FooterSummary:
+    """What the plan needs of one file's footer, made where it is read (a thread, or a Ray task), so
+    that the driver gets O(row groups) per file rather than the footer."""
+    path: str
+    unreadable: str | None = None                       # why the footer does not read
+    rows: int = 0
+    row_groups: tuple[int, ...] = ()
+    problems: tuple[str, ...] = ()                      # the file's column problems
+    types: tuple[tuple[str, pa.DataType], ...] = ()     # (column, plain type) of Wanted.typed()
+
+
+def _summary(fs: FileSystem, uri_root: str, path: str, wanted: Wanted) -> FooterSummary:
+    footer = _footer(fs, path)
+    if isinstance(footer, str):
+        return FooterSummary(path, footer)
+    schema = footer.schema.to_arrow_schema()
+    problems = _column_problems(_uri(uri_root, path), schema, wanted.id, wanted.text, wanted.keep)
+    types = () if problems else tuple((n, plain_type(schema.field(n).type)) for n in wanted.typed())
+    return FooterSummary(path, None, footer.num_rows,
+                         tuple(footer.row_group(g).num_rows for g in range(footer.num_row_groups)),
+                         tuple(problems), types)
+
+
+def read_footers(fs: FileSystem, uri_root: str, paths: list[str], wanted: Wanted) -> list[FooterSummary]:
+    """The summaries of paths' footers, read in threads (a Ray task's body for a slice of a big input)."""
+    with ThreadPoolExecutor(_IO_THREADS) as pool:
+        return list(pool.map(lambda p: _summary(fs, uri_root, p, wanted), paths))
+
+
+def _summaries(fs: FileSystem, uri_root: str, paths: list[str], wanted: Wanted,
+               run: Mapper | None) -> list[FooterSummary]:
+    """Every footer's summary, in paths' order: here, or by tasks of FOOTER_TASK_FILES files each."""
+    if run is None or len(paths) <= FOOTER_TASK_FILES:
+        return read_footers(fs, uri_root, paths, wanted)
+    slices = [paths[i:i + FOOTER_TASK_FILES] for i in range(0, len(paths), FOOTER_TASK_FILES)]
+    return [s for part in run(read_footers, [(fs, uri_root, p, wanted) for p in slices]) for s in part]
 
 
 def _column_problems(uri: str, schema: pa.Schema, id_column: str | None, text_column: str,
@@ -201,38 +237,33 @@ def _list_files(uri: str) -> list[str]:
 
 
 def plan_input(uri: str, id_column: str | None, text_column: str, unit_rows: int,
-               skip_bad_files: bool = False, keep: tuple[str, ...] = ()) -> Plan:
+               skip_bad_files: bool = False, keep: tuple[str, ...] = (), run: Mapper | None = None) -> Plan:
     """Read every footer of the input and cut it into units; a DataError names every problem.
     id_column None: the input has no ids (score.py names its rows by file and row). keep: columns
-    every file must have, each of one type in all of them."""
+    every file must have, each of one type in all of them. run: a map over Ray tasks, for the
+    footers of an input of more than FOOTER_TASK_FILES files."""
     fs, root = storage.resolve(uri)
     paths = _list_files(uri)
     if not paths:
         raise DataError(f"scoring input {uri}: no files (names starting with '_' or '.' are skipped)")
-    with ThreadPoolExecutor(_IO_THREADS) as pool:
-        opened = list(pool.map(lambda p: _open(fs, p, id_column), paths))
-    files, skipped, problems, ids = [], [], [], {}
-    types: dict[str, dict[pa.DataType, str]] = {c: {} for c in ([id_column] if id_column else []) + list(keep)}
-    for path, (footer, file_ids) in zip(paths, opened):
-        file_uri = _uri(uri, path)
-        if isinstance(footer, str):
+    wanted = Wanted(id_column, text_column, keep)
+    files, skipped, problems = [], [], []
+    types: dict[str, dict[pa.DataType, str]] = {c: {} for c in wanted.typed()}
+    for summary in _summaries(fs, uri, paths, wanted, run):
+        file_uri = _uri(uri, summary.path)
+        if summary.unreadable is not None:
             (skipped if skip_bad_files else problems).append(
-                {"uri": file_uri, "reason": f"not readable as Parquet: {footer}"} if skip_bad_files
-                else f"{file_uri}: not readable as Parquet: {footer}")
+                {"uri": file_uri, "reason": f"not readable as Parquet: {summary.unreadable}"} if skip_bad_files
+                else f"{file_uri}: not readable as Parquet: {summary.unreadable}")
             continue
-        schema = footer.schema.to_arrow_schema()
-        found = _column_problems(file_uri, schema, id_column, text_column, keep)
-        problems += found
-        if not found:
-            for name, seen in types.items():
-                seen.setdefault(plain_type(schema.field(name).type), file_uri)
-            files.append(InputFile(file_uri, footer.num_rows,
-                                   tuple(footer.row_group(g).num_rows for g in range(footer.num_row_groups)),
-                                   _relative_name(root, path)))
-            ids[file_uri] = file_ids
+        problems += summary.problems
+        if not summary.problems:
+            for name, plain in summary.types:
+                types[name].setdefault(plain, file_uri)
+            files.append(InputFile(file_uri, summary.rows, summary.row_groups, _relative_name(root, summary.path)))
     _refuse(uri, problems + _type_problems(types))
     kept = pa.schema([pa.field(k, next(iter(types[k]))) for k in keep if types[k]])
-    return Plan(files, _units(files, unit_rows), unit_rows, skipped, ids, kept)
+    return Plan(files, _units(files, unit_rows), unit_rows, skipped, kept)
 
 
 def _refuse(uri: str, problems: list[str]) -> None:
@@ -244,72 +275,7 @@ def _refuse(uri: str, problems: list[str]) -> None:
         raise DataError(f"scoring input {uri}: {len(problems)} problem(s):\n  " + "\n  ".join(shown))
 
 
-def _file_ids(fs: FileSystem, uri: str, id_column: str) -> pa.Array | str:
-    """The file's ids, or why they cannot be read (a corrupt page behind a sound footer)."""
-    try:
-        with fs.open_input_file(storage.path_of(uri)) as f:
-            return _as_ids(pq.read_table(f, columns=[id_column]).column(0))
-    except (OSError, pa.ArrowException) as e:
-        return storage.reason(e)
-
-
-def duplicate_rows(plan: Plan, id_column: str) -> tuple[dict[int, np.ndarray], dict[str, str]]:
-    """Rows (row_key: file and row within it) whose non-null id already occurred earlier in the
-    input, grouped by unit, and the files whose ids could not be read ({uri: reason}). "Earlier" is
-    file order, then row order, so the choice is the same on every rerun.
-
-    The ids read with the plan's footers are used; a file without them is read now. The driver
-    holds every id of the run once, plus 8 bytes per row (see repeats).
-    """
-    fs = storage.filesystem(plan.files[0].uri) if plan.files else None
-    def ids_of(f: InputFile) -> pa.Array | str:
-        known = plan.ids.get(f.uri)
-        return known if known is not None else _file_ids(fs, f.uri, id_column)
-
-    with ThreadPoolExecutor(_IO_THREADS) as pool:
-        columns = list(pool.map(ids_of, plan.files))
-    bad = {f.uri: f"ids not readable: {c}" for f, c in zip(plan.files, columns) if isinstance(c, str)}
-    if bad:
-        return {}, bad
-    if plan.rows == 0:
-        return {}, {}
-    later = repeats(pa.chunked_array(columns))
-    starts = np.cumsum([0] + [f.rows for f in plan.files])         # (F + 1,) first position of each file
-    files = np.searchsorted(starts, later, side="right") - 1
-    return _by_unit(plan, row_key(files, later - starts[files])), {}
-
-
-def repeats(ids: pa.ChunkedArray) -> np.ndarray:
-    """(D,) int64, ascending: the positions in ids of each non-null id after its first occurrence
-    (the run's duplicate input rows here, and its repeated output ids at reconcile).
-
-    A stable sort puts equal ids side by side in position order, so an id equal to the one before
-    it in the sort repeats an earlier one. The sorted ids are taken a slice at a time: the driver
-    holds the ids, 8 bytes per row of sort order and one slice. (A group_by over the ids, as
-    duplicate_rows did before, peaked at several times that; reconcile's pc.count_distinct too.)
-    """
-    order = pc.sort_indices(ids).to_numpy().view(np.int64)       # (N,) nulls at the end; no copy
-    found = [np.empty(0, np.int64)]
-    for start in range(1, len(order), _SORT_SLICE):
-        at = order[start - 1:start + _SORT_SLICE]
-        run = ids.take(at)
-        same = pc.fill_null(pc.equal(run[1:], run[:-1]), False)
-        found.append(at[1:][same.to_numpy(zero_copy_only=False)])
-    return np.sort(np.concatenate(found))
-
-
 def row_key(file: int | np.ndarray, rows: np.ndarray | int) -> np.ndarray:
-    """(file, row) as one int64 key, as duplicate_rows gives them; keys sort in file, then row order."""
+    """(file, row) as one int64 key (file: index into Plan.files); keys sort in file, then row order."""
     return np.asarray(rows, dtype=np.int64) + (np.asarray(file, dtype=np.int64) << 40)
 
-
-def _by_unit(plan: Plan, keys: np.ndarray) -> dict[int, np.ndarray]:
-    """keys (sorted) grouped by unit: each piece's rows are one span of keys, found by bisection."""
-    out: dict[int, np.ndarray] = {}
-    for unit in plan.units:
-        spans = [keys[np.searchsorted(keys, row_key(p.file, p.first_row)):
-                      np.searchsorted(keys, row_key(p.file, p.first_row + p.rows))] for p in unit.pieces]
-        found = np.concatenate(spans)
-        if len(found):
-            out[unit.index] = found
-    return out

@@ -5,7 +5,8 @@
     <output>/dead_letters/run_date=YYYY-MM-DD/ the dead-letter dataset, with its own schema
         part-<unit>-<row>.parquet
     <output>/_runs/run_date=YYYY-MM-DD/_SUCCESS    the manifest (JSON), written last
-    <output>/_staging/<run>/               work in progress: plan.json, units/u-N/..., commit.json
+    <output>/_staging/<run>/               work in progress: plan.json, units/u-N/..., commit.json,
+                                           dups/u-N.parquet (the id pass's duplicate rows), dups/_DONE.json
     <output>/_locks/<run>.json             held while a run of that date is live
 
 Each dataset folder holds Parquet files and nothing else, so every reader pointed at it (pandas,
@@ -73,6 +74,15 @@ class Layout:
 
     def unit_dir(self, unit: int) -> str:
         return storage.join(self.staging, "units", f"u-{unit:06d}")
+
+    @property
+    def dups_dir(self) -> str:
+        """The id pass's duplicate input rows, a file per unit that has any (ids.unit_file)."""
+        return storage.join(self.staging, "dups")
+
+    def scratch(self, name: str) -> str:
+        """A folder of intermediate files of a distributed pass (the id pass, reconcile's check)."""
+        return storage.join(self.staging, "_scratch", name)
 
     def part(self, dataset: str, unit: int, first_row: int) -> str:
         """A committed file's path relative to output, as the manifest lists it."""
@@ -235,6 +245,22 @@ class Staging:
 
     def commit_unit(self, unit: int, record: dict) -> None:
         storage.write_text(storage.join(self.layout.unit_dir(unit), DONE), json.dumps(record))
+
+    def dups_record(self) -> dict | None:
+        """What the id pass recorded when it finished ({"input": plan fingerprint, "unreadable":
+        {uri: reason} of the files left out for their ids}); None when it did not finish."""
+        uri = storage.join(self.layout.dups_dir, DONE)
+        try:
+            return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
+        except ValueError:
+            return None
+
+    def commit_dups(self, record: dict) -> None:
+        storage.write_text(storage.join(self.layout.dups_dir, DONE), json.dumps(record))
+
+    def clear(self, uri: str) -> None:
+        """Remove a folder of this staging (a pass's leftovers from an attempt that was cut off)."""
+        _delete_dir(uri)
 
 
 COMMIT = "commit.json"

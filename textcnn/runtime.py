@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import ray
 import ray.data
@@ -220,3 +220,13 @@ def require(cpus: float, gpus: float, what: str) -> None:
         raise ResourceError(f"{what} asks for {cpus:g} CPU(s) but the Ray cluster has {have_cpus:g}; "
                             "use fewer workers/actors or a smaller CPU share each")
 
+
+def map_tasks(fn: Callable, args: list[tuple]) -> list:
+    """fn(*a) for each a in args, as Ray tasks of one CPU, results in order: the thin Ray layer over
+    Ray-free task bodies (ids.py). The bodies write to names fixed by their arguments, so a task
+    retried after a lost node writes the same files."""
+    if not args:
+        return []
+    ensure_ray()
+    remote = ray.remote(num_cpus=1, max_retries=3)(fn)
+    return ray.get([remote.remote(*a) for a in args])

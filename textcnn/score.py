@@ -3,10 +3,13 @@
 1. Validate before any actor starts: the model directory and every input footer (plan.py).
 2. Lock the run's date (runs.RunLock): a second live run of the same date is refused.
 3. Resume: units committed by an interrupted attempt with the same model and input are kept.
-4. Score the other units on Ray Data (stages.py); the driver commits each unit once all of its
+4. Find the duplicate ids with Ray tasks (ids.py), into the run's staging, a file per unit; an
+   interrupted attempt's finished pass is reused.
+5. Score the other units on Ray Data (stages.py); the driver commits each unit once all of its
    rows are written, scored or dead-lettered.
-5. Reconcile (rows scored + dead-lettered == rows read, output ids unique), check drift against the
-   previous run, then replace the run folder and write _SUCCESS last (runs.publish).
+6. Reconcile (each unit's rows read == scored + dead-lettered; no id scored twice, counted by Ray
+   tasks), check drift against the previous run, then replace the run folder and write _SUCCESS
+   last (runs.publish). The driver holds O(files + units) throughout, never a row's id.
 
 Ray Data's own checkpointing (ray.data.checkpoint, beta in 2.60) filters rows by an input id column
 that must be unique and non-null, the very property bad input breaks: on resume, the second row of a
@@ -27,17 +30,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow.dataset as pads
 import ray.data
 from ray.data import ActorPoolStrategy
 
-from textcnn import artifacts, drift, runs, runtime, storage
+from textcnn import artifacts, drift, ids, runs, runtime, storage
 from textcnn.config import ConfigError, ScoreConfig, to_dict
 from textcnn.model import TextCNN
-from textcnn.plan import Plan, duplicate_rows, plan_input, repeats
+from textcnn.plan import Mapper, Plan, plan_input
 from textcnn.rows import DataError, RowLimits
 from textcnn.scorer import Scorer
-from textcnn.stages import OUTPUT_COLUMNS, PRED_LABEL, PRED_PROB, PROB_PREFIX, Columns, read_unit, write_parts
+from textcnn.stages import (
+    OUTPUT_COLUMNS,
+    PRED_LABEL,
+    PRED_PROB,
+    PROB_PREFIX,
+    Columns,
+    Duplicates,
+    read_unit,
+    write_parts,
+)
 
 __all__ = ["PRED_LABEL", "PRED_PROB", "PROB_PREFIX", "Scorer", "RunSummary", "score", "ReconcileError",
            "DriftError"]
@@ -113,17 +124,18 @@ def _check_output(config: ScoreConfig) -> None:
                           "or by --run-id, not both (its readers need one partition key)")
 
 
-def validate(config: ScoreConfig) -> tuple[artifacts.LoadedModel, Plan, dict[int, np.ndarray]]:
-    """The model, the input plan and its duplicate ids; one DataError naming every problem found."""
+def validate(config: ScoreConfig) -> tuple[artifacts.LoadedModel, Plan]:
+    """The model and the input plan (footers only: the ids are read by the id pass, _find_duplicates);
+    one DataError naming every problem found."""
     _check_output(config)
-    problems, loaded, plan, dups = [], None, None, {}
+    problems, loaded, plan = [], None, None
     try:
         loaded = artifacts.load(config.model)        # checks every file and the weights' hash
     except artifacts.ModelDirError as e:
         problems.append(str(e))
     try:
-        plan, dups, bad = _plan(config)
-        problems += [f"{uri}: {reason}" for uri, reason in bad.items()]
+        plan = plan_input(config.input, None if config.no_id else config.id_column, config.text_column,
+                          config.unit_rows, config.skip_bad_files, config.keep_columns, runtime.map_tasks)
     except DataError as e:
         problems.append(str(e))
     if len(problems) == 1:
@@ -134,32 +146,65 @@ def validate(config: ScoreConfig) -> tuple[artifacts.LoadedModel, Plan, dict[int
         if wanted and not isinstance(loaded.model, TextCNN):
             raise ConfigError(f"{name}: needs the PyTorch model directory; {config.model} is a "
                               f"{loaded.config.get('format')} export")
-    return loaded, plan, dups
+    return loaded, plan
 
 
-def _plan(config: ScoreConfig) -> tuple[Plan, dict[int, np.ndarray], dict[str, str]]:
-    """The input plan, its duplicate ids by unit and the files whose ids do not read ({uri: reason};
-    with --skip-bad-files, moved to the plan's skipped). Ids made from file and row (--no-id) are
-    unique by construction, so they are not searched for duplicates."""
-    plan = plan_input(config.input, None if config.no_id else config.id_column, config.text_column,
-                      config.unit_rows, config.skip_bad_files, config.keep_columns)
-    if config.no_id:
-        return plan, {}, {}
-    dups, bad = duplicate_rows(plan, config.id_column)
-    if bad and config.skip_bad_files:
+def _id_pass(config: ScoreConfig, plan: Plan, layout: runs.Layout) -> dict[str, str]:
+    """The id pass over the plan's files into the run's staging (ids.py), by Ray tasks; the files
+    whose ids do not read ({uri: reason}). An earlier attempt's leftovers are cleared first."""
+    staging, scratch = runs.Staging(layout), layout.scratch("ids")
+    for folder in (scratch, layout.dups_dir):
+        staging.clear(folder)
+    bad = ids.duplicate_pass(plan, config.id_column, storage.filesystem(config.input),
+                             storage.filesystem(config.output), scratch, layout.dups_dir, runtime.map_tasks)
+    staging.clear(scratch)
+    return bad
+
+
+def _refuse_unreadable_ids(bad: dict[str, str]) -> None:
+    if bad:
+        named = [f"{uri}: {reason}" for uri, reason in sorted(bad.items())]
+        raise DataError(f"cannot start scoring: {named[0]}" if len(named) == 1 else
+                        "cannot start scoring:\n" + "\n".join(named))
+
+
+def _find_duplicates(config: ScoreConfig, plan: Plan, staging: runs.Staging, reused: dict[int, dict],
+                     lineage: dict[str, str]) -> tuple[Plan, dict[int, dict], float]:
+    """The plan (less the files whose ids do not read, with --skip-bad-files), the units reused and
+    the id pass's seconds. The pass is skipped where nothing needs it: ids made from file and row
+    (--no-id) are unique by construction; every unit reused; a finished pass in staging."""
+    recorded = staging.dups_record()
+    if config.no_id or len(reused) == len(plan.units) or (recorded or {}).get("input") == plan.fingerprint():
+        return plan, reused, 0.0
+    runtime.ensure_ray()        # started for the scoring anyway: not the pass's time
+    started = time.time()
+    bad = _id_pass(config, plan, staging.layout)
+    if bad and not config.skip_bad_files:
+        _refuse_unreadable_ids(bad)
+    if bad:      # another plan: staging starts over for it, and the pass runs again over the rest
         plan = plan.without(bad)
-        dups, bad = duplicate_rows(plan, config.id_column)
-    plan.drop_ids()
-    return plan, dups, bad
+        reused = staging.start(_fingerprint(config, plan, lineage))
+        _refuse_unreadable_ids(_id_pass(config, plan, staging.layout))
+    staging.commit_dups({"input": plan.fingerprint(), "unreadable": bad})
+    return plan, reused, time.time() - started
+
+
+def _staged_skips(plan: Plan, staging: runs.Staging) -> Plan:
+    """With --skip-bad-files: the plan less the files an interrupted attempt's id pass left out for
+    their ids, when that is the plan it ran (so that its staging is resumed, not started over)."""
+    recorded = staging.dups_record() or {}
+    unreadable = {u: r for u, r in recorded.get("unreadable", {}).items() if u in {f.uri for f in plan.files}}
+    candidate = plan.without(unreadable) if unreadable else plan
+    return candidate if candidate.fingerprint() == recorded.get("input") else plan
 
 
 def _limits(config: ScoreConfig) -> RowLimits:
     return RowLimits(config.max_text_chars, config.max_id_chars, config.allow_unknown_only)
 
 
-def _pipeline(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, dups: dict[int, np.ndarray],
-              pending: list, layout: runs.Layout, lineage: dict[str, str]) -> ray.data.Dataset:
-    items = [{"unit": u.index, "dups": dups.get(u.index, np.empty(0, np.int64)).tolist(),
+def _pipeline(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, pending: list,
+              layout: runs.Layout, lineage: dict[str, str]) -> ray.data.Dataset:
+    items = [{"unit": u.index,
               "pieces": [{"file": p.file, "uri": plan.files[p.file].uri, "name": plan.files[p.file].name,
                           "row_groups": list(p.row_groups),
                           "group_rows": [plan.files[p.file].row_groups[g] for g in p.row_groups],
@@ -172,7 +217,9 @@ def _pipeline(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, du
     ds = ds.map_batches(read_unit, batch_size=1, batch_format="pyarrow", num_cpus=0.5, memory=READ_TASK_MEMORY,
                         fn_kwargs=dict(
         fs=fs, columns=Columns(None if config.no_id else config.id_column, config.text_column, plan.keep),
-        vocab=loaded.tokenizer.to_dict(), vocab_hash=loaded.vocab_hash, limits=_limits(config)))
+        vocab=loaded.tokenizer.to_dict(), vocab_hash=loaded.vocab_hash, limits=_limits(config),
+        duplicates=Duplicates(None, None) if config.no_id else Duplicates(storage.filesystem(config.output),
+                                                                              layout.dups_dir)))
     ds = ds.map_batches(Scorer, compute=ActorPoolStrategy(size=config.actors), num_cpus=config.cpus_per_actor,
                         num_gpus=1 if config.use_gpu else 0, batch_size=config.batch_size,
                         batch_format="pyarrow", fn_constructor_kwargs=dict(
@@ -207,9 +254,8 @@ def _with_resources(config: ScoreConfig) -> ScoreConfig:
                                batch_size=config.batch_size or runtime.default_batch_size(config.use_gpu))
 
 
-def _score_pending(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan,
-                   dups: dict[int, np.ndarray], pending: list, staging: runs.Staging,
-                   lineage: dict[str, str]) -> dict[int, dict]:
+def _score_pending(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, pending: list,
+                   staging: runs.Staging, lineage: dict[str, str]) -> dict[int, dict]:
     """Run the pipeline over the pending units, committing each unit as soon as all its rows are in."""
     runtime.require(config.actors * config.cpus_per_actor, config.actors if config.use_gpu else 0,
                     f"scoring with {config.actors} actor(s)")
@@ -218,7 +264,7 @@ def _score_pending(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Pla
     expected = {u.index: u.rows for u in pending}
     parts: dict[int, list] = {u: [] for u in expected}
     done: dict[int, dict] = {}
-    ds = _pipeline(config, loaded, plan, dups, pending, staging.layout, lineage)
+    ds = _pipeline(config, loaded, plan, pending, staging.layout, lineage)
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         for unit, record in zip(batch["unit"].to_pylist(), batch["record"].to_pylist()):
             parts[unit].append(json.loads(record))
@@ -235,20 +281,26 @@ def _score_pending(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Pla
     return done
 
 
-def _reconcile(plan: Plan, done: dict[int, dict], config: ScoreConfig) -> None:
-    rows_read = plan.rows
+def _reconcile(plan: Plan, done: dict[int, dict], config: ScoreConfig, layout: runs.Layout,
+               run: Mapper = runtime.map_tasks) -> None:
+    """Every unit's rows read == scored + dead-lettered, from its commit record; then no id scored
+    twice, counted by Ray tasks over the score files (ids.scored_twice): no id comes to the driver."""
+    short = [u.index for u in plan.units if u.index not in done
+             or done[u.index]["rows"] != u.rows or sum(f["rows"] for f in done[u.index]["files"]) != u.rows]
     scored = sum(f["rows"] for r in done.values() for f in r["files"] if f["kind"] == "score")
     dead = sum(f["rows"] for r in done.values() for f in r["files"] if f["kind"] == "dead")
-    if scored + dead != rows_read or len(done) != len(plan.units):
-        raise ReconcileError(f"rows scored ({scored}) + dead-lettered ({dead}) != rows read ({rows_read}) "
-                             f"over {len(done)} of {len(plan.units)} units; nothing committed")
-    score_files = [storage.path_of(f["uri"]) for r in done.values() for f in r["files"] if f["kind"] == "score"]
-    if score_files:
-        ids = pads.dataset(score_files, filesystem=storage.filesystem(config.output), format="parquet")
-        ids = ids.to_table(columns=[config.id_column]).column(0)
-        extra = len(repeats(ids))
-        if extra or ids.null_count:
-            raise ReconcileError(f"{extra} id(s) scored more than once, {ids.null_count} null; nothing committed")
+    if short or scored + dead != plan.rows or len(done) != len(plan.units):
+        raise ReconcileError(f"rows scored ({scored}) + dead-lettered ({dead}) != rows read ({plan.rows}) "
+                             f"over {len(done)} of {len(plan.units)} units ({len(short)} unit(s) short, e.g. "
+                             f"{short[:5]}); nothing committed")
+    files = [(f["uri"], f["rows"]) for u in sorted(done) for f in done[u]["files"] if f["kind"] == "score"]
+    if files:
+        scratch = layout.scratch("check")
+        runs.Staging(layout).clear(scratch)
+        extra, nulls = ids.scored_twice(storage.filesystem(config.output), files, config.id_column, scratch, run)
+        runs.Staging(layout).clear(scratch)
+        if extra or nulls:
+            raise ReconcileError(f"{extra} id(s) scored more than once, {nulls} null; nothing committed")
 
 
 def _refuse_unreadable(done: dict[int, dict], config: ScoreConfig) -> None:
@@ -274,7 +326,8 @@ def _outputs(done: dict[int, dict], layout: runs.Layout) -> list[tuple[str, str,
 
 
 def _manifest(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, done: dict[int, dict],
-              reused: dict[int, dict], started: float, attempt: str, outputs: list) -> dict[str, Any]:
+              reused: dict[int, dict], started: float, attempt: str, outputs: list,
+              timings: dict[str, float]) -> dict[str, Any]:
     total = _merge(list(done.values()))
     seconds = time.time() - started
     is_score = lambda path: path.startswith(runs.SCORES + "/")  # noqa: E731
@@ -296,6 +349,7 @@ def _manifest(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, do
         "resume": {"units": len(plan.units), "units_reused": len(reused),
                    "rows_reused": sum(r["rows"] for r in reused.values())},
         "distributions": {"labels": total["labels"], "top_prob_histogram": total["top_prob_histogram"]},
+        "timings": {k: round(v, 3) for k, v in timings.items()},     # seconds of the run's passes
     }
 
 
@@ -344,28 +398,32 @@ def _finish_cut_off_commit(layout: runs.Layout, fingerprint: dict[str, Any]) -> 
 def score(config: ScoreConfig) -> RunSummary:
     """Score config.input into <output>/scores/<run>/ exactly once; see the module docstring."""
     started, attempt = time.time(), uuid.uuid4().hex[:12]
-    loaded, plan, dups = validate(config)
+    loaded, plan = validate(config)
     layout = runs.Layout(config.output, config.run_key)
     lineage = {"model_version": loaded.version, "vocab_hash": loaded.vocab_hash,
                "run_id": config.run_date or config.run_id}
     with runs.RunLock(layout.lock, config.lock_ttl):
+        staging = runs.Staging(layout)
+        plan = _staged_skips(plan, staging) if config.skip_bad_files else plan
         fingerprint = _fingerprint(config, plan, lineage)
         finished = _finish_cut_off_commit(layout, fingerprint)
         if finished is not None:
             return RunSummary(layout, finished)
-        staging = runs.Staging(layout)
         reused = staging.start(fingerprint)
+        plan, reused, id_seconds = _find_duplicates(config, plan, staging, reused, lineage)
         pending = [u for u in plan.units if u.index not in reused]
         log.info("%s: %d units of %d rows in %d file(s); %d committed by an earlier attempt, %d to score",
                  config.run_key, len(plan.units), plan.rows, len(plan.files), len(reused), len(pending))
         if pending:
             config = _with_resources(config)      # the manifest records what ran
-        fresh = _score_pending(config, loaded, plan, dups, pending, staging, lineage) if pending else {}
+        fresh = _score_pending(config, loaded, plan, pending, staging, lineage) if pending else {}
         done = {**reused, **fresh}
-        _reconcile(plan, done, config)
+        reconcile_started = time.time()
+        _reconcile(plan, done, config, layout)
+        timings = {"id_pass_seconds": id_seconds, "reconcile_seconds": time.time() - reconcile_started}
         _refuse_unreadable(done, config)
         outputs = _outputs(done, layout)
-        manifest = _manifest(config, loaded, plan, done, reused, started, attempt, outputs)
+        manifest = _manifest(config, loaded, plan, done, reused, started, attempt, outputs, timings)
         manifest["drift"] = _check_drift(manifest, layout, config.max_drift)
         runs.publish(layout, runs.Commit(tuple((staged, path) for staged, path, _ in outputs), manifest))
     return RunSummary(layout, manifest)

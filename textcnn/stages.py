@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow.fs import FileSystem
 
-from textcnn import drift, storage
+from textcnn import drift, ids, storage
 from textcnn.plan import row_key
 from textcnn.rows import RowLimits, as_mask, as_plain, check_rows
 from textcnn.text import cached_tokenizer
@@ -68,6 +68,17 @@ def _kept(rb: pa.RecordBatch | None, columns: Columns, n: int) -> dict[str, pa.A
 def tokens_of(batch: pa.Table) -> np.ndarray:
     column = batch["tokens"].combine_chunks()
     return column.flatten().to_numpy().reshape(len(column), column.type.list_size)
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """Where the id pass left each unit's duplicate input rows (ids.unit_file); dir None: no pass
+    ran (an input without ids has none)."""
+    fs: FileSystem | None
+    dir: str | None
+
+    def of(self, unit: int) -> np.ndarray:
+        return ids.unit_repeats(self.fs, self.dir, unit) if self.dir else np.empty(0, np.int64)
 
 
 def _checked_table(unit: dict, piece: dict, first_row: int, seq: int, rb: pa.RecordBatch, tokenizer,
@@ -174,11 +185,13 @@ def _unreadable_table(fs: FileSystem, unit: dict, piece: dict, first_row: int, s
 
 
 def read_unit(batch: pa.Table, fs: FileSystem, columns: Columns, vocab: dict[str, Any],
-              vocab_hash: str, limits: RowLimits) -> Iterator[pa.Table]:
+              vocab_hash: str, limits: RowLimits, duplicates: Duplicates) -> Iterator[pa.Table]:
     """The CPU stage: read one unit's rows, piece by piece, check them and tokenize the good ones,
     in tables of about READ_ROWS rows. Small pieces (small files packed into the unit) are read
-    ahead in threads, so their round trips to storage overlap; they hold about PACK_ROWS rows in all."""
+    ahead in threads, so their round trips to storage overlap; they hold about PACK_ROWS rows in all.
+    The unit's duplicate rows are loaded here, from its own file: the driver never holds them."""
     unit = batch.to_pylist()[0]
+    unit["dups"] = duplicates.of(unit["unit"])
     tokenizer = cached_tokenizer(vocab, vocab_hash)
     names, seq, pending = columns.names(), 0, []
     with ThreadPoolExecutor(READ_AHEAD_THREADS) as pool:

@@ -12,12 +12,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.unit.test_ids import run_pass
+from textcnn import ids as id_pass
 from textcnn import plan as plan_module
 from textcnn import runs
-from textcnn.plan import duplicate_rows, plan_input, row_key
+from textcnn.plan import plan_input, row_key
 from textcnn.rows import DataError
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def duplicate_rows(tmp_path):
+    """The id pass (ids.py) on the builtin map: ({unit: keys}, unreadable files), as the driver-side
+    duplicate_rows(plan, id_column) gave them."""
+    calls = iter(range(1000))
+    # under a name starting with "_": a plan of tmp_path made afterwards does not list it as input
+    return lambda plan, id_column: run_pass(plan, tmp_path / f"_pass-{next(calls)}")
 
 
 def _write(path, ids, texts=None, row_group_size=None):
@@ -25,7 +36,7 @@ def _write(path, ids, texts=None, row_group_size=None):
     pq.write_table(pa.table({"id": ids, "text": texts}), path, row_group_size=row_group_size)
 
 
-def test_units_pack_row_groups_and_duplicates_keep_the_first_occurrence(tmp_path):
+def test_units_pack_row_groups_and_duplicates_keep_the_first_occurrence(tmp_path, duplicate_rows):
     _write(tmp_path / "a.parquet", [f"a{i}" for i in range(10)], row_group_size=3)   # groups 3,3,3,1
     _write(tmp_path / "b.parquet", ["b0", "a2", "b2", "a2", None, None])
     plan = plan_input(str(tmp_path), "id", "text", unit_rows=6)
@@ -39,7 +50,7 @@ def test_units_pack_row_groups_and_duplicates_keep_the_first_occurrence(tmp_path
 
 
 @pytest.mark.parametrize("kind", ["string", "int64"])
-def test_duplicates_found_slice_by_slice_match_a_reference(tmp_path, monkeypatch, kind):
+def test_duplicates_found_slice_by_slice_match_a_reference(tmp_path, monkeypatch, kind, duplicate_rows):
     rng = np.random.default_rng(3)
     files = [[None if rng.random() < 0.1 else int(rng.integers(0, 40)) for _ in range(n)] for n in (30, 1, 25, 17)]
     for f, ids in enumerate(files):
@@ -51,7 +62,8 @@ def test_duplicates_found_slice_by_slice_match_a_reference(tmp_path, monkeypatch
             if i is not None and i in seen:
                 expected.append(int(row_key(f, row)))
             seen.add(i)
-    monkeypatch.setattr(plan_module, "_SORT_SLICE", 7)            # many slices, runs of equal ids across them
+    monkeypatch.setattr(id_pass, "PART_ROWS", 7)      # many partitions, runs of equal ids across read tasks
+    monkeypatch.setattr(id_pass, "TASK_ROWS", 7)
     plan = plan_input(str(tmp_path), "id", "text", unit_rows=10)
     dups, bad = duplicate_rows(plan, "id")
     assert bad == {} and len(expected) > 20
@@ -61,20 +73,21 @@ def test_duplicates_found_slice_by_slice_match_a_reference(tmp_path, monkeypatch
         assert set(dups.get(unit.index, np.array([], np.int64)).tolist()) == mine & set(expected)
 
 
-def test_ids_are_read_with_the_footers_in_one_open_per_file(tmp_path):
-    _write(tmp_path / "a.parquet", ["a0", "a1"])
-    _write(tmp_path / "b.parquet", ["b0", "a1", "b2"])
-    plan = plan_input(str(tmp_path), "id", "text", unit_rows=100)
-    for name in ("a.parquet", "b.parquet"):
-        os.remove(tmp_path / name)                       # no second open of any file
+def test_the_plan_reads_footers_only_and_the_id_pass_reads_the_ids(tmp_path, duplicate_rows):
+    os.makedirs(tmp_path / "in")
+    _write(tmp_path / "in" / "a.parquet", ["a0", "a1"])
+    _write(tmp_path / "in" / "b.parquet", ["b0", "a1", "b2"])
+    plan = plan_input(str(tmp_path / "in"), "id", "text", unit_rows=100)
+    assert not hasattr(plan, "ids")                      # the driver holds no id
     dups, bad = duplicate_rows(plan, "id")
     assert bad == {} and dups[0].tolist() == row_key(1, np.array([1])).tolist()
-    plan.drop_ids()                                      # without them, the files are opened again
+    for name in ("a.parquet", "b.parquet"):
+        os.remove(tmp_path / "in" / name)                # the pass opens the files again, in its tasks
     _, bad = duplicate_rows(plan, "id")
-    assert sorted(bad) == [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")]
+    assert sorted(bad) == [str(tmp_path / "in" / "a.parquet"), str(tmp_path / "in" / "b.parquet")]
 
 
-def test_small_files_share_units_and_their_duplicates_stay_with_their_file(tmp_path, monkeypatch):
+def test_small_files_share_units_and_their_duplicates_stay_with_their_file(tmp_path, monkeypatch, duplicate_rows):
     for f in range(5):                                                      # 3 rows each: 15 rows
         _write(tmp_path / f"p{f}.parquet", [f"f{f}-{i}" for i in range(3)] if f != 3 else ["f0-1", "x", "f3-2"])
     _write(tmp_path / "big.parquet", [f"b{i}" for i in range(9)], row_group_size=4)   # groups 4, 4, 1
@@ -151,11 +164,15 @@ def test_reconcile_refuses_output_with_an_id_scored_twice(tmp_path):
         _write(tmp_path / f"{name}.parquet", ids)
 
     def done(*names):                                     # one unit: the 4 input rows are one small file
-        return {0: {"files": [{"kind": "score", "rows": 2, "uri": str(tmp_path / f"{n}.parquet")} for n in names]}}
+        return {0: {"rows": 4, "files": [{"kind": "score", "rows": 2, "uri": str(tmp_path / f"{n}.parquet")}
+                                         for n in names]}}
     config = SimpleNamespace(output=str(tmp_path), id_column="id")
-    _reconcile(plan, done("s0", "s1"), config)                # every id once: accepted
+    layout, serial = runs.Layout(str(tmp_path / "out"), "run=x"), lambda fn, args: [fn(*a) for a in args]
+    _reconcile(plan, done("s0", "s1"), config, layout, serial)      # every id once: accepted
     with pytest.raises(ReconcileError, match="2 id\\(s\\) scored more than once, 0 null"):
-        _reconcile(plan, done("s0", "s2"), config)                # a and b twice
+        _reconcile(plan, done("s0", "s2"), config, layout, serial)  # a and b twice
+    with pytest.raises(ReconcileError, match="1 unit\\(s\\) short"):
+        _reconcile(plan, {0: {**done("s0")[0], "rows": 2}}, config, layout, serial)
 
 
 def _staged_run(out, run_key, ids_by_part):
@@ -207,3 +224,22 @@ def test_drift_skips_an_unreadable_earlier_manifest(tmp_path, caplog):
         (tmp_path / "_runs" / key / "_SUCCESS").write_text(text)
     assert runs.previous_manifest(runs.Layout(str(tmp_path), "run_date=2026-12-06")) == good
     assert "run_date=2026-12-05" in caplog.text and "not a textcnn manifest" in caplog.text
+
+
+def test_footers_of_many_files_are_read_by_tasks_to_the_same_plan(tmp_path, monkeypatch):
+    calls = []
+
+    def tasks(fn, args):                          # stands in for runtime.map_tasks, without Ray
+        calls.append(len(args))
+        return [fn(*a) for a in args]
+    for f in range(7):
+        _write(tmp_path / f"p{f}.parquet", [f"{f}-{i}" for i in range(f + 1)], row_group_size=3)
+    monkeypatch.setattr(plan_module, "FOOTER_TASK_FILES", 2)
+    by_tasks = plan_input(str(tmp_path), "id", "text", unit_rows=4, run=tasks)
+    assert calls == [4]                                                     # 7 files, 2 a task
+    here = plan_input(str(tmp_path), "id", "text", unit_rows=4)
+    assert by_tasks == here and by_tasks.fingerprint() == here.fingerprint()
+    pq.write_table(pa.table({"id": [1.5], "text": ["t"]}), tmp_path / "p7.parquet")
+    (tmp_path / "p8.parquet").write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(DataError, match="2 problem"):
+        plan_input(str(tmp_path), "id", "text", 4, run=tasks)
