@@ -152,6 +152,12 @@ def _staged_scores(fs, prefix: str) -> list[str]:
     return [f.path for f in found if f.type == pafs.FileType.File and os.path.basename(f.path).startswith("score-")]
 
 
+def _scorer_alive_off_head(cluster) -> bool:
+    head = {n["node_id"] for n in cluster.state("nodes") if n.get("is_head_node")}
+    return any("Scorer" in a["class_name"] and a["state"] == "ALIVE" and a.get("node_id") not in head
+               for a in cluster.state("actors"))
+
+
 def test_nightly_scoring_job_over_s3_survives_losing_the_worker_node(cluster, s3, tmp_path):
     """The README's nightly cron line: jobs/score.py submitted with `ray job submit`, reading and
     writing S3, its 2 actors spread over two nodes; the worker node dies mid-run, and the run still
@@ -168,7 +174,10 @@ def test_nightly_scoring_job_over_s3_survives_losing_the_worker_node(cluster, s3
            "--output", f"{bucket}/scores", "--actors", "2", "--batch-size", "256", "--cpus-per-actor", "1.5",
            "--date", "2026-11-29")
     fs = s3.fs()
-    _wait_for(lambda: _staged_scores(fs, "textcnn-nightly/scores"), "the first score file")
+    # the node dies once a unit is staged and one actor is scoring there (the pool may start its second
+    # actor after the first unit: killing the node before would take a pending actor, not a running one)
+    _wait_for(lambda: _staged_scores(fs, "textcnn-nightly/scores") and _scorer_alive_off_head(cluster),
+              "a staged score file and a Scorer actor alive on the worker node")
     stop_group(worker)                                                       # the worker node dies
     log = cluster.wait_job("score-1", 900)
     assert f"{rows:,} scored + 0 dead-lettered of {rows:,} rows" in log
