@@ -1,6 +1,7 @@
 """The id pass on a real local Ray: duplicates planted across many files and within files, each
 row scored or dead-lettered once, the first occurrence (file, then row order) scored."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from textcnn import ids, runs
 from textcnn import plan as plan_module
 from textcnn.config import ScoreConfig
+from textcnn.rows import DataError
 from textcnn.score import score
 
 pytestmark = pytest.mark.integration
@@ -85,3 +87,20 @@ def test_a_resumed_run_reuses_the_staged_duplicates_instead_of_a_second_pass(tin
     assert summary.manifest["timings"]["id_pass_seconds"] == 0
     assert dead.filter(pc.equal(dead["reason"], "id_duplicate")).num_rows == len(repeats) > 0
     assert summary.rows_in == len(table) == summary.rows_scored + summary.rows_dead
+
+
+def test_a_file_whose_ids_do_not_read_is_named_or_with_the_flag_skipped(tiny_model_dir, tmp_path):
+    table, _ = _corpus(tmp_path / "in", files=4, rows=50)
+    path = tmp_path / "in" / "part-002.parquet"
+    data = bytearray(path.read_bytes())
+    chunk = pq.ParquetFile(path).metadata.row_group(1).column(0)        # the id column's second chunk
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    data[start + 8: start + chunk.total_compressed_size - 4] = b"\xab" * (chunk.total_compressed_size - 12)
+    path.write_bytes(bytes(data))
+    config = ScoreConfig(model=tiny_model_dir, input=str(tmp_path / "in"), output=str(tmp_path / "out"),
+                         run_id="bad", actors=1, unit_rows=100, batch_size=64)
+    with pytest.raises(DataError, match=r"part-002.parquet: ids not readable"):
+        score(config)
+    summary = score(dataclasses.replace(config, skip_bad_files=True))
+    assert [s["uri"] for s in summary.manifest["input"]["skipped_files"]] == [str(path)]
+    assert summary.rows_in == 150 == summary.rows_scored + summary.rows_dead
