@@ -3,7 +3,7 @@
 On a running cluster (see README, "Submitting to a cluster"):
 
     RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
-        python jobs/score.py --model models/rt --input data/corpus --output scores/rt --actors 2
+        python jobs/score.py --model models/rt --input data/corpus --output out/rt --actors 2
 
 Without RAY_ADDRESS (e.g. `python jobs/score.py ...`) it starts a local Ray instead.
 """
