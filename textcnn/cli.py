@@ -47,24 +47,23 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         from textcnn.rows import DataError
         from textcnn.runs import LockedError
         from textcnn.storage import StorageError
-        known = (ConfigError, DataError, ModelDirError, StorageError, LockedError, ExportError) + _ray_errors()
         try:
             return fn(*args, **kwargs)
-        except known as e:
-            e = e.cause if isinstance(getattr(e, "cause", None), known) else e   # raised in a Ray task
-            message = str(e).split("\nTo change retry attempts")[0]               # Ray Data's hint
-            raise click.ClickException(f"{type(e).__name__}: {message}") from None
         except Exception as e:   # a stage's error arrives wrapped by Ray; name the cause when it is ours
-            cause = _known_cause(e, known)
+            known = (ConfigError, DataError, ModelDirError, StorageError, LockedError, ExportError) + _ray_errors()
+            cause = _known_cause(e, known)       # e itself first
             if cause is None:
                 raise
-            raise click.ClickException(f"{type(cause).__name__}: {cause}") from None
+            cause = cause.cause if isinstance(getattr(cause, "cause", None), known) else cause   # from a Ray task
+            message = str(cause).split("\nTo change retry attempts")[0]                         # Ray Data's hint
+            raise click.ClickException(f"{type(cause).__name__}: {message}") from None
     return wrapper
 
 
 def _ray_errors() -> tuple[type, ...]:
-    """The known errors of the modules that import Ray, where a command has imported them: only they
-    raise them, and importing them here would start Ray's import in `predict`, which runs without it."""
+    """The known errors of the modules that import Ray, where the command has imported them (looked
+    up once it failed, as the command imports them as it goes): only they raise them, and importing
+    them here would start Ray's import in `predict`, which runs without it."""
     names = (("textcnn.runtime", "ResourceError"), ("textcnn.runtime", "RayConnectError"),
              ("textcnn.score", "DriftError"), ("textcnn.score", "ReconcileError"))
     return tuple(getattr(sys.modules[m], n) for m, n in names if m in sys.modules)

@@ -72,6 +72,7 @@ def _join(address: str) -> None:
     host, port = _host_port(address)
     if port:
         _wait_reachable(address, host, port)
+    log.info("connecting to the Ray cluster at RAY_ADDRESS=%s", address)
     try:
         with _one_gcs_try():
             _init(address)

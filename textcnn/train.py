@@ -231,7 +231,7 @@ def forget_run(run_uri: str) -> None:
     A run started again under the name then trains afresh."""
     try:
         storage.remove_tree(run_uri)
-        log.debug("run finished: removed its checkpoints at %s", run_uri)
+        log.info("run finished: removed its checkpoints at %s", run_uri)
     except storage.StorageError as e:         # the model is written: a leftover is not a failure
         log.warning("could not remove the finished run's checkpoints: %s", e)
 

@@ -113,7 +113,7 @@ def test_sigterm_ends_a_command_waiting_on_a_port_that_is_not_a_ray_head(tmp_pat
         jobs = Jobs(tmp_path, env={"RAY_ADDRESS": f"127.0.0.1:{listener.getsockname()[1]}"})
         try:
             proc = jobs.start_cli("blocked", _score(tiny_model_dir, corpus, tmp_path / "s", "d"))
-            wait_until(lambda: "Connecting to existing Ray cluster" in jobs.log("blocked"), proc, timeout=120)
+            wait_until(lambda: "connecting to the Ray cluster at" in jobs.log("blocked"), proc, timeout=120)
             time.sleep(2)                                            # inside the connect
             rc, took = _stopped_within(jobs, proc, 15)
         finally:
