@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -53,6 +54,16 @@ def private_cache(tmp_path_factory):
 def tiny_model_dir(tmp_path: Path) -> str:
     """An untrained but complete model directory over a small English vocabulary."""
     return make_tiny_model(tmp_path)
+
+
+def corrupt_pages(path, row_group: int, column: int) -> None:
+    """Overwrite the pages of one column chunk of a Parquet file, its footer left sound: what a
+    corrupt page behind a good footer looks like to a reader."""
+    data = bytearray(Path(path).read_bytes())
+    chunk = pq.ParquetFile(path).metadata.row_group(row_group).column(column)
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    data[start + 8: start + chunk.total_compressed_size - 4] = b"\xab" * (chunk.total_compressed_size - 12)
+    Path(path).write_bytes(bytes(data))
 
 
 def make_tiny_model(tmp_path: Path) -> str:

@@ -23,6 +23,7 @@ import pytest
 import ray
 from click.testing import CliRunner
 
+from tests.conftest import corrupt_pages
 from textcnn import runs
 from textcnn.cli import main
 
@@ -130,11 +131,7 @@ def corrupt_text_page(tmp: Path) -> Path:
     path = write(tmp / "in" / "part-1.parquet", pa.table({"id": [f"b{i}" for i in range(50)],
                                                           "text": [f"a good film {i}" for i in range(50)]}),
                  row_group_size=25)
-    data = bytearray(path.read_bytes())
-    chunk = pq.ParquetFile(path).metadata.row_group(0).column(1)
-    start = chunk.dictionary_page_offset or chunk.data_page_offset
-    data[start + 8: start + chunk.total_compressed_size - 4] = b"\xab" * (chunk.total_compressed_size - 12)
-    path.write_bytes(bytes(data))
+    corrupt_pages(path, row_group=0, column=1)
     return tmp / "in"
 
 

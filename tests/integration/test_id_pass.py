@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import corrupt_pages
 from textcnn import ids, runs
 from textcnn import plan as plan_module
 from textcnn.config import ScoreConfig
@@ -92,11 +93,7 @@ def test_a_resumed_run_reuses_the_staged_duplicates_instead_of_a_second_pass(tin
 def test_a_file_whose_ids_do_not_read_is_named_or_with_the_flag_skipped(tiny_model_dir, tmp_path):
     table, _ = _corpus(tmp_path / "in", files=4, rows=50)
     path = tmp_path / "in" / "part-002.parquet"
-    data = bytearray(path.read_bytes())
-    chunk = pq.ParquetFile(path).metadata.row_group(1).column(0)        # the id column's second chunk
-    start = chunk.dictionary_page_offset or chunk.data_page_offset
-    data[start + 8: start + chunk.total_compressed_size - 4] = b"\xab" * (chunk.total_compressed_size - 12)
-    path.write_bytes(bytes(data))
+    corrupt_pages(path, row_group=1, column=0)                          # the id column's second chunk
     config = ScoreConfig(model=tiny_model_dir, input=str(tmp_path / "in"), output=str(tmp_path / "out"),
                          run_id="bad", actors=1, unit_rows=100, batch_size=64)
     with pytest.raises(DataError, match=r"part-002.parquet: ids not readable"):

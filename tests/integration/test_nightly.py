@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import corrupt_pages
 from textcnn import artifacts, runs
 from textcnn.config import ScoreConfig
 from textcnn.rows import REASONS, DataError
@@ -152,11 +153,7 @@ def test_a_corrupt_file_is_named_or_with_the_flag_listed_as_skipped(tiny_model_d
 def test_a_corrupt_page_behind_a_sound_footer_is_named(tiny_model_dir, tmp_path):
     _corpus(tmp_path / "in", files=2, plant=False)
     path = tmp_path / "in" / "part-1.parquet"
-    data = bytearray(path.read_bytes())
-    text = pq.ParquetFile(path).metadata.row_group(0).column(1)     # the text column's first chunk
-    start = text.dictionary_page_offset or text.data_page_offset
-    data[start + 8: start + text.total_compressed_size - 4] = b"\xab" * (text.total_compressed_size - 12)
-    path.write_bytes(bytes(data))
+    corrupt_pages(path, row_group=0, column=1)                       # the text column's first chunk
     with pytest.raises(DataError, match=r"part-1.parquet: row group 0 \(rows 0-199\): .* not committed"):
         score(_config(tiny_model_dir, tmp_path / "in", tmp_path / "out"))
     assert runs.read_manifest(runs.Layout(str(tmp_path / "out"), "run_date=2026-11-29")) is None
