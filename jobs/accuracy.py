@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted wo
 
 import click  # noqa: E402
 
-from textcnn import accuracy  # noqa: E402
+from benchmarks import accuracy  # noqa: E402
 from textcnn.cli import run_process  # noqa: E402
 
 # The full labelled sets (not shipped: the tests' subsets in tests/data are too small to benchmark).

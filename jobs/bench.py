@@ -57,7 +57,8 @@ def main(rows: int, scale: int, model: str | None, actors: int, cpus_per_actor: 
          gpus: bool, precision: str, input_dir: str | None, id_column: str, text_column: str,
          labelled: str | None, small_files: int, workdir: str, driver_memory: bool, driver_memory_rows: str,
          driver_memory_old_rows: int) -> None:
-    from textcnn import bench, runtime
+    from benchmarks import bench
+    from textcnn import runtime
     from textcnn.config import ScoreConfig
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.makedirs(workdir, exist_ok=True)
@@ -106,7 +107,7 @@ def main(rows: int, scale: int, model: str | None, actors: int, cpus_per_actor: 
 
 def _driver_memory(workdir: str, sizes: list[int], old_rows: int, args: list[str]) -> list[str]:
     """The new path at each size, the old driver path at old_rows (same corpus), in one invocation."""
-    from textcnn import bench
+    from benchmarks import bench
     model = bench.untrained_model(os.path.abspath(os.path.join(workdir, "model-untrained")))
     repo, out = str(Path(__file__).resolve().parents[1]), os.path.join(workdir, "driver-memory-scores")
     old_code = bench.driver_ids_code(workdir, repo) if old_rows else None
@@ -134,7 +135,7 @@ def _driver_line(what: str, run) -> str:
 
 
 def _driver_report(new: list, old) -> list[str]:
-    from textcnn import bench
+    from benchmarks import bench
     lines = [_driver_line("id pass on the cluster", r) for r in new]
     slope = bench.slope(new)
     lines.append(f"driver slope: {slope:.2f} bytes/row   [target <= 2: {_verdict(slope <= 2)}]; private memory "
@@ -166,7 +167,7 @@ def _verdict(ok: bool) -> str:
 
 
 def _report(runs, bare, tokens, quantized, threads, actors, cpus_per_actor) -> list[str]:
-    from textcnn import bench
+    from benchmarks import bench
     one, ratio, mib = runs[0], runs[0].rows_per_second / bare, 2**20
     lines = [f"bare loop (1 process, {threads} torch threads)   {bare:10,.0f} rows/s",
              f"scoring run ({actors} actor(s) x {cpus_per_actor:g} CPU)       {one.rows_per_second:10,.0f} rows/s"

@@ -32,7 +32,7 @@ def main(epochs: int, rows: int, out: str | None) -> None:
     import numpy as np
     import torch
 
-    from textcnn import cuda_check
+    from benchmarks import cuda_check
 
     logging.basicConfig(level=logging.WARNING)
     if not torch.cuda.is_available():

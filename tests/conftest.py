@@ -16,10 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from textcnn import artifacts, storage
+from textcnn import storage
 from textcnn.config import ModelConfig, TokenizerConfig
-from textcnn.model import TextCNN
-from textcnn.text import VocabBuilder
+from textcnn.core import artifacts
+from textcnn.core.model import TextCNN
+from textcnn.core.text import VocabBuilder
 
 ROOT = Path(__file__).resolve().parents[1]
 # The subsets of the labelled sets that the tests read, and a copy of their REFERENCE.md, shipped in the

@@ -30,6 +30,7 @@ from textcnn.config import (
     TokenizerConfig,
     TrainConfig,
 )
+from textcnn.errors import TextcnnError
 
 log = logging.getLogger("textcnn")
 
@@ -39,41 +40,33 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Known failures (bad config, data, model dir, resources) end in one line and exit 1."""
+    """Known failures (TextcnnError: bad config, data, model dir, storage, cluster) end in one line
+    and exit 1; anything else keeps its traceback."""
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from textcnn.artifacts import ModelDirError
-        from textcnn.export import ExportError
-        from textcnn.rows import DataError
-        from textcnn.runs import LockedError
-        from textcnn.storage import StorageError
         try:
             return fn(*args, **kwargs)
         except Exception as e:   # a stage's error arrives wrapped by Ray; name the cause when it is ours
-            known = (ConfigError, DataError, ModelDirError, StorageError, LockedError, ExportError) + _ray_errors()
-            cause = _known_cause(e, known)       # e itself first
+            cause = _known_cause(e)                    # e itself first
             if cause is None:
                 raise
-            cause = cause.cause if isinstance(getattr(cause, "cause", None), known) else cause   # from a Ray task
-            message = str(cause).split("\nTo change retry attempts")[0]                         # Ray Data's hint
-            raise click.ClickException(f"{type(cause).__name__}: {message}") from None
+            raise click.ClickException(f"{type(cause).__name__}: {_first_part(cause)}") from None
     return wrapper
 
 
-def _ray_errors() -> tuple[type, ...]:
-    """The known errors of the modules that import Ray, where the command has imported them (looked
-    up once it failed, as the command imports them as it goes): only they raise them, and importing
-    them here would start Ray's import in `predict`, which runs without it."""
-    names = (("textcnn.runtime", "ResourceError"), ("textcnn.runtime", "RayConnectError"),
-             ("textcnn.score", "DriftError"), ("textcnn.score", "ReconcileError"))
-    return tuple(getattr(sys.modules[m], n) for m, n in names if m in sys.modules)
+def _first_part(error: BaseException) -> str:
+    """The error's message; an error raised in a Ray task arrives as Ray's subclass of it, whose cause
+    is the original, and Ray Data appends a hint on retries that is not ours to show."""
+    if isinstance(getattr(error, "cause", None), TextcnnError):
+        error = error.cause
+    return str(error).split("\nTo change retry attempts")[0]
 
 
-def _known_cause(e: BaseException, known: tuple[type, ...]) -> BaseException | None:
+def _known_cause(e: BaseException) -> TextcnnError | None:
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, known):
+        if isinstance(e, TextcnnError):
             return e
         e = e.__cause__ or e.__context__
     return None
@@ -203,7 +196,7 @@ def train_cmd(train_path: str, output: str, val_path: str | None, max_length: in
               kernel_sizes: tuple[int, ...], num_filters: int, embed_dim: int, dropout: float,
               ngram_buckets: int, ngram_idf: bool | None, gpus: bool, **options: Any) -> None:
     """Train a text CNN on Ray Train and export the best epoch to OUTPUT."""
-    from textcnn.train import fit
+    from textcnn.training.train import fit
     config = TrainConfig(train=train_path, output=output, val=val_path, use_gpu=gpus, **options,
                          model=ModelConfig(kernel_sizes=kernel_sizes, num_filters=num_filters,
                                            embed_dim=embed_dim, dropout=dropout, ngram_buckets=ngram_buckets,
@@ -243,7 +236,7 @@ def tune_cmd(train_path: str, output: str, val_path: str | None, samples: int, g
              cpus_per_trial: float, max_length: int, split: str, **options: Any) -> None:
     """Search embedding size (unless --embeddings sets it), widths, filters, dropout and learning
     rate with Ray Tune (ASHA); export the best model to OUTPUT."""
-    from textcnn.tune import run_search
+    from textcnn.training.tune import run_search
     config = TrainConfig(train=train_path, output=output, val=val_path, **options,
                          tokenizer=TokenizerConfig(max_length=max_length, split=split))
     result = run_search(config, samples, cpus_per_trial, grace_epochs)
@@ -310,7 +303,7 @@ def score_cmd(model: str, input_path: str, output: str, run_date: str | None, ru
               precision: str, keep_columns: tuple[str, ...], no_id: bool) -> None:
     """Score INPUT with MODEL: OUTPUT/scores/run_date=DATE/ (score files only), OUTPUT/dead_letters/
     run_date=DATE/, and the manifest OUTPUT/_runs/run_date=DATE/_SUCCESS, written last."""
-    from textcnn.score import score
+    from textcnn.scoring.run import score
     summary = score(ScoreConfig(
         model=model, input=input_path, output=output, run_date="" if run_id else (run_date or _today()),
         run_id=run_id or "", id_column=id_column, text_column=text_column, actors=actors,
@@ -345,9 +338,9 @@ def predict_cmd(model: str, input_path: str | None, fmt: str, text_column: str, 
     would dead-letter prints {"error": <its reason>} instead, so output line N answers input line N."""
     import torch
 
-    from textcnn.predict import predict_lines, read_texts
-    from textcnn.rows import RowLimits
-    from textcnn.scorer import Scorer
+    from textcnn.core.rows import RowLimits
+    from textcnn.scoring.adhoc import predict_lines, read_texts
+    from textcnn.scoring.scorer import Scorer
     if batch_size < 1 or threads < 0:
         raise ConfigError(f"--batch-size must be >= 1 and --threads >= 0, got {batch_size} and {threads}")
     scorer = Scorer(model, use_gpu=gpu, threads=threads or torch.get_num_threads())
@@ -381,8 +374,8 @@ def eval_cmd(model: str, data: str, text_column: str, label_column: str, output:
              precision: str) -> None:
     """Print accuracy, macro-F1, per-class precision/recall and the confusion matrix as JSON."""
     from textcnn import storage
-    from textcnn.evaluation import evaluate_parquet
-    from textcnn.plots import confusion_matrix
+    from textcnn.training.evaluate import evaluate_parquet
+    from textcnn.training.plots import confusion_matrix
     report = evaluate_parquet(model, data, text_column, label_column, precision=precision)
     output = output or storage.join(model, "eval.json")
     text = json.dumps(report, indent=2, ensure_ascii=False)
@@ -402,7 +395,7 @@ def eval_cmd(model: str, data: str, text_column: str, label_column: str, output:
 @_friendly_errors
 def export_cmd(model: str, fmt: str, output: str, tolerance: float) -> None:
     """Export MODEL as TorchScript or ONNX; fails unless its scores match PyTorch's."""
-    from textcnn.export import export
+    from textcnn.core.export import export
     parity = export(model, fmt, output, tolerance)
     click.echo(f"{fmt} model written to {output}: max probability difference from PyTorch "
                f"{parity['max_abs_prob_diff']:.2e} on {parity['rows']} rows (tolerance {tolerance:g})")
@@ -416,9 +409,9 @@ def export_cmd(model: str, fmt: str, output: str, tolerance: float) -> None:
 @_friendly_errors
 def explain_cmd(model: str, texts: tuple[str, ...], k: int) -> None:
     """Print, per text, the predicted label and the K n-grams whose filters pushed it most."""
-    from textcnn import artifacts
-    from textcnn.explain import explain_texts
-    from textcnn.model import TextCNN
+    from textcnn.core import artifacts
+    from textcnn.core.explain import explain_texts
+    from textcnn.core.model import TextCNN
     if k < 1:
         raise ConfigError(f"-k/--top: must be >= 1, got {k}")
     loaded = artifacts.load(model)

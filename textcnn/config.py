@@ -12,8 +12,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from textcnn.errors import TextcnnError
 
-class ConfigError(ValueError):
+
+class ConfigError(TextcnnError, ValueError):
     """A configuration value is out of range; the message names the field."""
 
 
@@ -28,8 +30,8 @@ SCORE_PRECISIONS = PRECISIONS + ("int8",)    # int8: dynamic quantization, CPU o
 PREDICT_FORMATS = ("txt", "csv", "jsonl", "parquet")   # what `textcnn predict` reads (predict.py)
 PREDICT_BATCH_ROWS = 4096                    # texts `textcnn predict` reads, checks and scores at a time
 CLASS_WEIGHTS = ("none", "balanced")
-NGRAM_INITS = ("naive_bayes", "zeros")     # how the n-gram branch starts (textcnn.naive_bayes)
-SPLITS = ("auto", "words", "chars")         # how text becomes tokens (textcnn.text.split)
+NGRAM_INITS = ("naive_bayes", "zeros")     # how the n-gram branch starts (textcnn.training.naive_bayes)
+SPLITS = ("auto", "words", "chars")         # how text becomes tokens (textcnn.core.text.split)
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class ModelConfig:
     vocab_size: int = 0           # set from the vocabulary when training starts
     num_classes: int = 2
     embed_dim: int = 128
-    kernel_sizes: tuple[int, ...] = ()  # n-gram widths; empty: from the corpus (textcnn.presets)
+    kernel_sizes: tuple[int, ...] = ()  # n-gram widths; empty: from the corpus (textcnn.training.presets)
     num_filters: int = 100
     dropout: float = 0.5
     multi_label: bool = False     # sigmoid per class instead of softmax; set from the label column

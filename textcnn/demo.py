@@ -12,12 +12,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from textcnn import plots
 from textcnn.config import ScoreConfig, TrainConfig
-from textcnn.evaluation import evaluate_parquet
 from textcnn.sample import SAMPLE_TEST, SAMPLE_TRAIN
-from textcnn.score import RunSummary, score
-from textcnn.train import FitResult, fit
+from textcnn.scoring.run import RunSummary, score
+from textcnn.training import plots
+from textcnn.training.evaluate import evaluate_parquet
+from textcnn.training.train import FitResult, fit
 
 log = logging.getLogger(__name__)
 

@@ -15,17 +15,18 @@ import ray.data
 from ray.util.queue import Empty, Queue
 
 from textcnn import console, stopping
+from textcnn.errors import TextcnnError
 
 log = logging.getLogger(__name__)
 
 JOIN_WAIT_S = 10.0      # how long a join waits for RAY_ADDRESS to accept connections
 
 
-class ResourceError(RuntimeError):
+class ResourceError(TextcnnError, RuntimeError):
     """The cluster lacks what the job asks for (a request Ray would otherwise wait on silently)."""
 
 
-class RayConnectError(RuntimeError):
+class RayConnectError(TextcnnError, RuntimeError):
     """RAY_ADDRESS names a Ray cluster this process cannot reach."""
 
 
@@ -33,6 +34,7 @@ def ensure_ray() -> None:
     """Join the cluster named by RAY_ADDRESS (as `ray job submit` sets it), else start a private
     local Ray: never the cluster an earlier `ray start` recorded (what a bare `ray.init()` joins;
     a stale record had commands retrying a dead head for minutes)."""
+    stopping.before_exit(stop_local_ray)               # a stop signal ends the Ray started here too
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS", "")
@@ -147,7 +149,7 @@ class LogFeed:
     reaches the driver only with --verbose, and then under Ray's per-process prefixes. Workers get
     `queue` (it pickles; this object, with its thread, does not) and call forward_logs with it."""
 
-    def __init__(self, logger: str = "textcnn.train") -> None:
+    def __init__(self, logger: str = "textcnn.training.train") -> None:
         self.log = logging.getLogger(logger)
         self.queue: Queue | None = None
         self._done = threading.Event()

@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +17,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _stop_signals_handled = threading.Event()
 _stopped_by: list[int] = []          # the stop signal received, if any
+_before_exit: list[Callable[[], None]] = []   # what exit_now runs first (runtime: stop the local Ray)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -74,15 +76,20 @@ def exit_now() -> None:
     """End the process with status 128 + the stop signal, having stopped the local Ray it started;
     no interpreter shutdown (Ray's own at-exit shutdown is what left its agents behind). Ray's core
     worker may end the process first, with status 1, once its raylet is gone."""
-    if "ray" in sys.modules:
-        from textcnn import runtime
+    for step in _before_exit:
         try:
-            runtime.stop_local_ray()
+            step()
         except Exception:                 # stopping anyway: the kernel kills the rest (PR_SET_PDEATHSIG)
-            log.exception("stopping the local Ray")
+            log.exception("before exit: %s", getattr(step, "__name__", step))
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     os._exit(128 + (received() or signal.SIGTERM))
+
+
+def before_exit(step: Callable[[], None]) -> None:
+    """Have exit_now run step (once, however often this is called) before it ends the process."""
+    if step not in _before_exit:
+        _before_exit.append(step)
 
 
 def reinstall() -> None:

@@ -20,8 +20,10 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+from textcnn.errors import TextcnnError
 
-class StorageError(RuntimeError):
+
+class StorageError(TextcnnError, RuntimeError):
     """A URI cannot be reached or read; the message names the URI."""
 
 

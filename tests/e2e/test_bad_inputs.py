@@ -24,8 +24,8 @@ import ray
 from click.testing import CliRunner
 
 from tests.conftest import corrupt_pages
-from textcnn import runs
 from textcnn.cli import main
+from textcnn.scoring import runs
 
 pytestmark = pytest.mark.e2e
 

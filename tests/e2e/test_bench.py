@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from textcnn.bench import untrained_model
+from benchmarks.bench import untrained_model
 
 pytestmark = pytest.mark.e2e
 

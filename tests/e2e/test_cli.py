@@ -15,9 +15,9 @@ import torch
 
 from tests.procs import Jobs, train_killed_then_resumed
 from tests.vectors import write_vectors
-from textcnn import artifacts
+from textcnn.core import artifacts
+from textcnn.core.text import split
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN
-from textcnn.text import split
 
 pytestmark = pytest.mark.e2e
 

@@ -24,14 +24,15 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
+from benchmarks.bench import untrained_model
 from tests.conftest import free_port, wait_for_port
 from tests.procs import registered_epoch, stop_group
-from textcnn import artifacts, storage
-from textcnn.bench import untrained_model
+from textcnn import storage
+from textcnn.core import artifacts
 from textcnn.demo import SAMPLE_TEST, SAMPLE_TRAIN, make_corpus
-from textcnn.runs import Layout, read_run
-from textcnn.score import PRED_LABEL, PRED_PROB
-from textcnn.stages import LINEAGE
+from textcnn.scoring.run import PRED_LABEL, PRED_PROB
+from textcnn.scoring.runs import Layout, read_run
+from textcnn.scoring.stages import LINEAGE
 
 pytestmark = pytest.mark.e2e
 

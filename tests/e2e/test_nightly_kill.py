@@ -10,9 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.procs import Jobs, wait_until
-from textcnn import artifacts, runs
-from textcnn.scorer import Scorer
-from textcnn.stages import PROB_PREFIX
+from textcnn.core import artifacts
+from textcnn.scoring import runs
+from textcnn.scoring.scorer import Scorer
+from textcnn.scoring.stages import PROB_PREFIX
 
 pytestmark = pytest.mark.e2e
 

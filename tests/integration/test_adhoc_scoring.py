@@ -10,8 +10,8 @@ import pytest
 
 from tests.conftest import make_tiny_model
 from textcnn.config import ScoreConfig
-from textcnn.runs import read_manifest, read_run
-from textcnn.score import DriftError, score
+from textcnn.scoring.run import DriftError, score
+from textcnn.scoring.runs import read_manifest, read_run
 
 pytestmark = pytest.mark.integration
 

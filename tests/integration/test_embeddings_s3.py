@@ -5,9 +5,9 @@ import pytest
 
 from tests.vectors import write_vectors
 from textcnn.config import TokenizerConfig
-from textcnn.embeddings import read_vectors
+from textcnn.core.text import VocabBuilder
 from textcnn.storage import StorageError
-from textcnn.text import VocabBuilder
+from textcnn.training.embeddings import read_vectors
 
 pytestmark = pytest.mark.integration
 

@@ -11,11 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import corrupt_pages
-from textcnn import ids, runs
-from textcnn import plan as plan_module
 from textcnn.config import ScoreConfig
-from textcnn.rows import DataError
-from textcnn.score import score
+from textcnn.core.rows import DataError
+from textcnn.scoring import ids, runs
+from textcnn.scoring import plan as plan_module
+from textcnn.scoring.run import score
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ def test_duplicates_across_many_files_are_dead_lettered_after_their_first_occurr
 
 
 def test_a_resumed_run_reuses_the_staged_duplicates_instead_of_a_second_pass(tiny_model_dir, tmp_path, monkeypatch):
-    from textcnn import score as score_module
+    from textcnn.scoring import run as score_module
     table, repeats = _corpus(tmp_path / "in", files=6, rows=50)
     config = ScoreConfig(model=tiny_model_dir, input=str(tmp_path / "in"), output=str(tmp_path / "out"),
                          run_id="again", actors=1, unit_rows=100, batch_size=64)

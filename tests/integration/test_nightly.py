@@ -10,12 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import corrupt_pages
-from textcnn import artifacts, runs
 from textcnn.config import ScoreConfig
-from textcnn.rows import REASONS, DataError
-from textcnn.score import DriftError, score
-from textcnn.scorer import Scorer
-from textcnn.stages import PRED_LABEL, PROB_PREFIX
+from textcnn.core import artifacts
+from textcnn.core.rows import REASONS, DataError
+from textcnn.scoring import runs
+from textcnn.scoring.run import DriftError, score
+from textcnn.scoring.scorer import Scorer
+from textcnn.scoring.stages import PRED_LABEL, PROB_PREFIX
 
 pytestmark = pytest.mark.integration
 
@@ -170,7 +171,7 @@ def test_a_corrupt_page_behind_a_sound_footer_is_named(tiny_model_dir, tmp_path)
 
 
 def test_an_onnx_export_scores_the_same_and_explanations_ride_along(tiny_model_dir, tmp_path):
-    from textcnn.export import export
+    from textcnn.core.export import export
     _corpus(tmp_path / "in", files=2, rows=300, plant=False)
     export(tiny_model_dir, "onnx", str(tmp_path / "onnx"))
     original = score(_config(tiny_model_dir, tmp_path / "in", tmp_path / "out", run_id="pt", run_date="",

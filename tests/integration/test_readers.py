@@ -19,7 +19,7 @@ import ray
 
 from tests.conftest import make_tiny_model
 from textcnn.config import ScoreConfig
-from textcnn.score import DriftError, score
+from textcnn.scoring.run import DriftError, score
 
 pytestmark = pytest.mark.integration
 

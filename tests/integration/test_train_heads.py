@@ -10,14 +10,14 @@ import pytest
 
 from tests.conftest import dataset
 from tests.vectors import write_vectors
-from textcnn import artifacts
 from textcnn.config import ModelConfig, ScoreConfig, TrainConfig
-from textcnn.evaluation import evaluate_parquet
-from textcnn.runs import read_run
-from textcnn.score import score
-from textcnn.stages import PRED_LABELS, PROB_PREFIX
-from textcnn.text import is_cjk, split
-from textcnn.train import fit
+from textcnn.core import artifacts
+from textcnn.core.text import is_cjk, split
+from textcnn.scoring.run import score
+from textcnn.scoring.runs import read_run
+from textcnn.scoring.stages import PRED_LABELS, PROB_PREFIX
+from textcnn.training.evaluate import evaluate_parquet
+from textcnn.training.train import fit
 
 pytestmark = pytest.mark.integration
 

@@ -8,13 +8,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import dataset
-from textcnn import artifacts, resume
 from textcnn.config import ConfigError, ModelConfig, ScoreConfig, TrainConfig, model_config_from_dict
-from textcnn.evaluation import evaluate_parquet
-from textcnn.runs import read_run
+from textcnn.core import artifacts
 from textcnn.runtime import ResourceError
-from textcnn.score import PRED_LABEL, PRED_PROB, PROB_PREFIX, score
-from textcnn.train import fit
+from textcnn.scoring.run import PRED_LABEL, PRED_PROB, PROB_PREFIX, score
+from textcnn.scoring.runs import read_run
+from textcnn.training import resume
+from textcnn.training.evaluate import evaluate_parquet
+from textcnn.training.train import fit
 
 pytestmark = pytest.mark.integration
 

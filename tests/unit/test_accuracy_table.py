@@ -1,7 +1,7 @@
 import pytest
 
+from benchmarks.accuracy import Reference, Row, mean_row, missing, references, table
 from tests.conftest import DATASETS
-from textcnn.accuracy import Reference, Row, mean_row, missing, references, table
 
 pytestmark = pytest.mark.unit
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from textcnn import artifacts
+from textcnn.core import artifacts
 
 pytestmark = pytest.mark.unit
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from textcnn import drift
+from textcnn.scoring import drift
 
 pytestmark = pytest.mark.unit
 

@@ -6,11 +6,11 @@ import torch
 
 from tests.vectors import write_vectors
 from textcnn.config import ModelConfig, TokenizerConfig, TrainConfig
-from textcnn.embeddings import read_vectors
-from textcnn.loop import Objective, optimizer_and_schedule, train_epoch
-from textcnn.rows import DataError
-from textcnn.text import VocabBuilder
-from textcnn.train import build_model
+from textcnn.core.rows import DataError
+from textcnn.core.text import VocabBuilder
+from textcnn.training.embeddings import read_vectors
+from textcnn.training.loop import Objective, optimizer_and_schedule, train_epoch
+from textcnn.training.train import build_model
 
 pytestmark = pytest.mark.unit
 

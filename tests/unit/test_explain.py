@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from textcnn.config import ModelConfig, TokenizerConfig
-from textcnn.explain import join_tokens, top_ngrams, window_contributions
-from textcnn.loop import Objective, train_epoch
-from textcnn.model import TextCNN
-from textcnn.text import VocabBuilder, split
+from textcnn.core.explain import join_tokens, top_ngrams, window_contributions
+from textcnn.core.model import TextCNN
+from textcnn.core.text import VocabBuilder, split
+from textcnn.training.loop import Objective, train_epoch
 
 pytestmark = pytest.mark.unit
 
@@ -72,7 +72,7 @@ def test_the_planted_ngram_is_reported_first(fillers, planted, sep):
 
 
 def test_contributions_and_bias_add_up_to_the_logit_margin(tiny_model_dir):
-    from textcnn import artifacts
+    from textcnn.core import artifacts
     loaded = artifacts.load(tiny_model_dir)
     torch.manual_seed(0)
     with torch.no_grad():

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from textcnn import artifacts
-from textcnn.export import ExportedModel, ExportError, export, parity_sample
-from textcnn.scorer import probabilities
+from textcnn.core import artifacts
+from textcnn.core.export import ExportedModel, ExportError, export, parity_sample
+from textcnn.core.predict import probabilities
 
 pytestmark = pytest.mark.unit
 

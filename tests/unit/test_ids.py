@@ -1,4 +1,4 @@
-"""The id pass (textcnn.ids) run as plain functions, without Ray, against a Python reference."""
+"""The id pass (textcnn.scoring.ids) run as plain functions, without Ray, against a Python reference."""
 
 import numpy as np
 import pyarrow as pa
@@ -6,8 +6,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from textcnn import ids
-from textcnn.plan import plan_input, row_key
+from textcnn.scoring import ids
+from textcnn.scoring.plan import plan_input, row_key
 
 pytestmark = pytest.mark.unit
 

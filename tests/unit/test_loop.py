@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from textcnn.config import ModelConfig, TrainConfig
-from textcnn.loop import (
+from textcnn.core.model import TextCNN
+from textcnn.training.loop import (
     EarlyStopping,
     Objective,
     drop_tokens,
@@ -14,7 +15,6 @@ from textcnn.loop import (
     train_epoch,
     warmup_decay,
 )
-from textcnn.model import TextCNN
 
 pytestmark = pytest.mark.unit
 

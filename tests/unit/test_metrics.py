@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from textcnn.metrics import classification_report
+from textcnn.training.metrics import classification_report
 
 pytestmark = pytest.mark.unit
 
@@ -24,14 +24,14 @@ def test_a_class_never_predicted_has_zero_precision_not_nan():
 
 
 def test_roc_auc_counts_ordered_pairs_and_halves_ties():
-    from textcnn.metrics import roc_auc
+    from textcnn.training.metrics import roc_auc
     assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == pytest.approx(0.75)
     assert roc_auc(np.array([0, 1]), np.array([0.5, 0.5])) == pytest.approx(0.5)
     assert roc_auc(np.array([1, 1]), np.array([0.2, 0.3])) is None
 
 
 def test_thresholds_are_tuned_per_class_and_the_multilabel_report_uses_them():
-    from textcnn.metrics import report_for, tune_thresholds
+    from textcnn.training.metrics import report_for, tune_thresholds
     y = np.array([[1, 0], [1, 1], [0, 1], [0, 0]], dtype=np.float32)
     probs = np.array([[0.30, 0.6], [0.35, 0.8], [0.1, 0.7], [0.05, 0.1]], dtype=np.float32)
     thresholds = tune_thresholds(y, probs)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from textcnn.config import ModelConfig
-from textcnn.model import TextCNN
+from textcnn.core.model import TextCNN
 
 pytestmark = pytest.mark.unit
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from textcnn.config import ModelConfig
-from textcnn.model import TextCNN
-from textcnn.naive_bayes import count_ngrams, idf, init_ngrams, weights
+from textcnn.core.model import TextCNN
+from textcnn.training.naive_bayes import count_ngrams, idf, init_ngrams, weights
 
 pytestmark = pytest.mark.unit
 

@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.unit.test_ids import run_pass
-from textcnn import ids as id_pass
-from textcnn import plan as plan_module
-from textcnn import runs
-from textcnn.plan import plan_input, row_key
-from textcnn.rows import DataError
+from textcnn.core.rows import DataError
+from textcnn.scoring import ids as id_pass
+from textcnn.scoring import plan as plan_module
+from textcnn.scoring import runs
+from textcnn.scoring.plan import plan_input, row_key
 
 pytestmark = pytest.mark.unit
 
@@ -157,7 +157,7 @@ def test_staging_keeps_done_units_of_the_same_plan_only(tmp_path):
 def test_reconcile_refuses_output_with_an_id_scored_twice(tmp_path):
     from types import SimpleNamespace
 
-    from textcnn.score import ReconcileError, _reconcile
+    from textcnn.scoring.run import ReconcileError, _reconcile
     _write(tmp_path / "in.parquet", ["a", "b", "c", "d"])
     plan = plan_input(str(tmp_path / "in.parquet"), "id", "text", unit_rows=2)
     for name, ids in (("s0", ["a", "b"]), ("s1", ["c", "d"]), ("s2", ["b", "a"])):
@@ -196,7 +196,7 @@ def test_a_commit_cut_off_after_any_step_is_finished_by_the_rerun(tmp_path):
     """The commit is killed after each of its steps in turn (a rerun of a committed date, replacing
     its files); the next attempt finishes it, and the date then holds every new row once, no old row.
     (Cut after its last step, the commit is whole: nothing is left to finish.)"""
-    from textcnn.score import _finish_cut_off_commit
+    from textcnn.scoring.run import _finish_cut_off_commit
     cut, steps = 0, [None]
     while cut <= len(steps):
         out = tmp_path / f"cut{cut}"

@@ -14,12 +14,12 @@ import torch
 from click.testing import CliRunner
 
 from tests.conftest import ROOT
-from textcnn import artifacts
 from textcnn.cli import main
 from textcnn.config import ModelConfig, TokenizerConfig
-from textcnn.model import TextCNN
-from textcnn.scorer import Scorer
-from textcnn.text import VocabBuilder
+from textcnn.core import artifacts
+from textcnn.core.model import TextCNN
+from textcnn.core.text import VocabBuilder
+from textcnn.scoring.scorer import Scorer
 
 pytestmark = pytest.mark.unit
 

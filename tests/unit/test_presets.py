@@ -1,11 +1,11 @@
-"""The automatic choices follow the corpus, and an explicit value always wins (textcnn.presets)."""
+"""The automatic choices follow the corpus, and an explicit value always wins (textcnn.training.presets)."""
 
 import pytest
 
-from textcnn import presets
 from textcnn.config import ModelConfig, TokenizerConfig, TrainConfig
-from textcnn.data import Survey
-from textcnn.text import VocabBuilder
+from textcnn.core.text import VocabBuilder
+from textcnn.training import presets
+from textcnn.training.presets import Survey
 
 pytestmark = pytest.mark.unit
 

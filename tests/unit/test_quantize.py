@@ -4,9 +4,9 @@ import torch
 from torch import nn
 
 from textcnn.config import ConfigError, ModelConfig, ScoreConfig
-from textcnn.model import TextCNN
-from textcnn.quantize import WindowLinear, int8
-from textcnn.scorer import Scorer
+from textcnn.core.model import TextCNN
+from textcnn.core.quantize import WindowLinear, int8
+from textcnn.scoring.scorer import Scorer
 
 pytestmark = pytest.mark.unit
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from textcnn import resume
 from textcnn.config import ConfigError, ModelConfig, TokenizerConfig
-from textcnn.text import VocabBuilder
+from textcnn.core.text import VocabBuilder
+from textcnn.training import resume
 
 pytestmark = pytest.mark.unit
 

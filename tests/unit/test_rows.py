@@ -3,8 +3,8 @@ import pyarrow as pa
 import pytest
 
 from textcnn.config import TokenizerConfig
-from textcnn.rows import REASONS, RowLimits, check_rows
-from textcnn.text import VocabBuilder
+from textcnn.core.rows import REASONS, RowLimits, check_rows
+from textcnn.core.text import VocabBuilder
 
 pytestmark = pytest.mark.unit
 

@@ -3,8 +3,8 @@ import pyarrow as pa
 import pytest
 import torch
 
-from textcnn.scorer import Scorer
-from textcnn.stages import PRED_LABEL, PRED_PROB, PROB_PREFIX, tokens_of
+from textcnn.scoring.scorer import Scorer
+from textcnn.scoring.stages import PRED_LABEL, PRED_PROB, PROB_PREFIX, tokens_of
 
 pytestmark = pytest.mark.unit
 
@@ -39,6 +39,6 @@ def test_the_scorer_and_its_stages_import_without_ray():
     import subprocess
     import sys
     code = ("import sys; sys.modules['ray'] = None\n"
-            "import textcnn.scorer, textcnn.stages, textcnn.loop, textcnn.cuda_check")
+            "import textcnn.scoring.scorer, textcnn.scoring.stages, textcnn.training.loop, benchmarks.cuda_check")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

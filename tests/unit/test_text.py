@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from textcnn.config import TokenizerConfig
-from textcnn.presets import split_mode
-from textcnn.text import PAD_ID, UNK_ID, Tokenizer, VocabBuilder, cjk_share, split, trim
+from textcnn.core.text import PAD_ID, UNK_ID, Tokenizer, VocabBuilder, cjk_share, split, trim
+from textcnn.training.presets import split_mode
 
 pytestmark = pytest.mark.unit
 

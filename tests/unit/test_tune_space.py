@@ -3,7 +3,7 @@
 import pytest
 
 from textcnn.config import ModelConfig, TrainConfig
-from textcnn.tune import SPACE, search_space, trial_configs
+from textcnn.training.tune import SPACE, search_space, trial_configs
 
 pytestmark = pytest.mark.unit
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from textcnn.model import TextCNN
-from textcnn.text import CJK_CHARS, PAD_ID
+from textcnn.core.model import TextCNN
+from textcnn.core.text import CJK_CHARS, PAD_ID
 
 _CJK_CHAR = re.compile(rf"^[{CJK_CHARS}]$")
 

@@ -67,8 +67,8 @@ def references(datasets: str) -> dict[str, Reference]:
 
 def run_set(datasets: str, name: str, reference: Reference, workdir: str, workers: int, seed: int = 0) -> Row:
     # imported here: torch and Ray Train take seconds to import, which `--help` and the table need not wait for
-    from textcnn.evaluation import evaluate_parquet
-    from textcnn.train import fit
+    from textcnn.training.evaluate import evaluate_parquet
+    from textcnn.training.train import fit
     folder = os.path.join(datasets, name)
     model = os.path.join(workdir, name if seed == 0 else f"{name}-seed{seed}")
     result = fit(TrainConfig(train=os.path.join(folder, "train.parquet"), output=model, workers=workers, seed=seed,

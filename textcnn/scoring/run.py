@@ -33,13 +33,16 @@ import numpy as np
 import ray.data
 from ray.data import ActorPoolStrategy
 
-from textcnn import artifacts, drift, ids, runs, runtime, storage
+from textcnn import runtime, storage
 from textcnn.config import ConfigError, ScoreConfig, to_dict
-from textcnn.model import TextCNN
-from textcnn.plan import Mapper, Plan, plan_input
-from textcnn.rows import DataError, RowLimits
-from textcnn.scorer import Scorer
-from textcnn.stages import (
+from textcnn.core import artifacts
+from textcnn.core.model import TextCNN
+from textcnn.core.rows import DataError, RowLimits
+from textcnn.errors import TextcnnError
+from textcnn.scoring import drift, ids, runs
+from textcnn.scoring.plan import Mapper, Plan, plan_input
+from textcnn.scoring.scorer import Scorer
+from textcnn.scoring.stages import (
     OUTPUT_COLUMNS,
     PRED_LABEL,
     PRED_PROB,
@@ -58,11 +61,11 @@ log = logging.getLogger(__name__)
 READ_TASK_MEMORY = 512 * 2**20   # bytes reserved per read + tokenize task (one unit, in 8k-row batches)
 
 
-class ReconcileError(RuntimeError):
+class ReconcileError(TextcnnError, RuntimeError):
     """Rows read, scored and dead-lettered do not add up, or an id is scored twice: nothing is committed."""
 
 
-class DriftError(RuntimeError):
+class DriftError(TextcnnError, RuntimeError):
     """The run's score distributions moved further from the previous run's than --max-drift allows."""
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,8 +14,9 @@ from ray.data import Dataset
 
 from textcnn import storage
 from textcnn.config import TrainConfig
-from textcnn.rows import DataError
-from textcnn.text import Tokenizer, VocabBuilder, cached_tokenizer, cjk_share
+from textcnn.core.rows import DataError
+from textcnn.core.text import Tokenizer, VocabBuilder, cached_tokenizer, cjk_share
+from textcnn.training.presets import Survey, split_mode
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +70,6 @@ def read_labelled(config: TrainConfig) -> tuple[Dataset, Dataset]:
     return tuple(train.train_test_split(test_size=config.val_fraction, shuffle=True, seed=config.seed))
 
 
-@dataclass
-class Survey:
-    """What one streaming pass over the training split learns: token counts, classes, lengths."""
-    builder: VocabBuilder
-    labels: list[str]
-    multi_label: bool
-    class_counts: list[int]       # rows per class (multi-label: rows carrying the class)
-    rows: int
-    length_p95: int               # tokens per text, 95th percentile
-    cjk_share: float              # share of the first batch's word tokens that are single CJK characters
-
-
 def _label_lists(column: pa.ChunkedArray | pa.Array, multi_label: bool) -> list[list[str]]:
     if multi_label:
         return [[str(v) for v in row] for row in column.to_pylist()]
@@ -91,8 +79,7 @@ def _label_lists(column: pa.ChunkedArray | pa.Array, multi_label: bool) -> list[
 def survey(ds: Dataset, config: TrainConfig) -> Survey:
     """One streaming pass over the training texts and labels (a list column means multi-label). The
     first batch (up to 8,192 rows) says whether the corpus is CJK, before any token is counted: the
-    split mode, when "auto", follows from that (textcnn.presets.split_mode)."""
-    from textcnn.presets import split_mode  # presets reads Survey: imported here, not at the top
+    split mode, when "auto", follows from that (textcnn.training.presets.split_mode)."""
     label_type = ds.schema().base_schema.field(config.label_column).type
     multi_label = pa.types.is_list(label_type) or pa.types.is_large_list(label_type)
     builder, counts, rows, lengths, share = None, Counter(), 0, [], 0.0

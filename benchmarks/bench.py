@@ -1,7 +1,7 @@
 """The scoring benchmark behind jobs/bench.py: figures, not assertions.
 
 (a) the bare ceiling: one process, the same tokenizer and model, a tight loop over the same Parquet
-    files on the same cores; (b) the scoring run end to end (textcnn.score: plan, Ray Data pipeline,
+    files on the same cores; (b) the scoring run end to end (textcnn.scoring.run: plan, Ray Data pipeline,
     reconcile, commit), Parquet in -> scores out, at 1x and `scale` x the corpus, whose difference
     gives the run's marginal rate and its fixed cost; (c) the tokenizer alone on one core against
     fastText's whole prediction on the same texts, in the same run; (d) int8 against fp32: rows/s of
@@ -28,19 +28,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from textcnn import artifacts, runtime
+from textcnn import runtime
 from textcnn.config import ModelConfig, ScoreConfig, TokenizerConfig, TrainConfig
+from textcnn.core import artifacts
+from textcnn.core.model import TextCNN
+from textcnn.core.text import VocabBuilder
 from textcnn.demo import make_corpus
-from textcnn.evaluation import evaluate_parquet
-from textcnn.model import TextCNN
 from textcnn.sample import SAMPLE_LABELS, SAMPLE_TEST, SAMPLE_TRAIN
-from textcnn.scorer import Scorer
-from textcnn.text import VocabBuilder
+from textcnn.scoring.scorer import Scorer
+from textcnn.training.evaluate import evaluate_parquet
 
 log = logging.getLogger(__name__)
 
 TARGET_RATIO, TARGET_MEMORY = 0.85, 1.2
-FASTTEXT_REFERENCE = "60,000-110,000"     # ../shared/datasets/REFERENCE.md, docs/s on this 2-core machine
+FASTTEXT_REFERENCE = "60,000-110,000"     # docs/s, the datasets' REFERENCE.md
 
 
 def untrained_model(path: str) -> str:
@@ -59,7 +60,7 @@ def trained_model(path: str, workers: int) -> str:
     needs a model that has learnt something, and the throughput is that of a real model. No refit:
     it would not change the model's size or cost, only the bench's start."""
     if not os.path.exists(os.path.join(path, "config.json")):
-        from textcnn.train import fit
+        from textcnn.training.train import fit
         fit(TrainConfig(train=SAMPLE_TRAIN, output=path, workers=workers, refit=False))
     return path
 
@@ -284,7 +285,7 @@ class PipelineRun:
 
 def pipeline(config: ScoreConfig) -> PipelineRun:
     """The scoring run end to end; Ray is started beforehand and not timed."""
-    from textcnn.score import score
+    from textcnn.scoring.run import score
     runtime.ensure_ray()
     cpu_before, started = _cpu_seconds(), time.perf_counter()
     with ActorMemory() as memory:

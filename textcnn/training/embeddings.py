@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from textcnn import storage
-from textcnn.rows import DataError
-from textcnn.text import PAD_ID, Tokenizer
+from textcnn.core.rows import DataError
+from textcnn.core.text import PAD_ID, Tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from textcnn.text import PAD_ID, UNK_ID, Tokenizer
+from textcnn.core.text import PAD_ID, UNK_ID, Tokenizer
+from textcnn.errors import TextcnnError
 
 
-class DataError(ValueError):
+class DataError(TextcnnError, ValueError):
     """Input data is missing, unreadable or lacks a needed column; the message names the URI."""
 
 

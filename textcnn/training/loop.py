@@ -5,7 +5,6 @@ schedule, early stopping and the epoch loop. Ray Train's workers and Ray Tune's 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -18,15 +17,17 @@ import torch
 import torch.nn.functional as F
 
 from textcnn.config import TrainConfig
-from textcnn.metrics import report_for
-from textcnn.text import PAD_ID, UNK_ID, trim
+from textcnn.core.predict import autocast, head_probabilities
+from textcnn.core.text import PAD_ID, UNK_ID, trim
+from textcnn.training.metrics import report_for
 
 log = logging.getLogger(__name__)
 
 Batch = dict[str, torch.Tensor]   # {"ids": (B, L) int64, "label": (B,) int64 or (B, C) float32}
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model itself, out of its DDP wrapper when it has one."""
     return model.module if hasattr(model, "module") else model
 
 
@@ -49,20 +50,6 @@ class Objective:
         return head_probabilities(logits, self.multi_label)
 
 
-def head_probabilities(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
-    """(B, C) probabilities of logits, in fp32: a sigmoid per class (multi-label) or a softmax.
-    Validation during training and the scorer both read them from here."""
-    logits = logits.float()
-    return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=1)
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast where asked for ("auto": on GPU only); fp32 otherwise."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def warmup_decay(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
     """LR factor: linear warm-up from ~0 to 1, then linear decay to 0 at total_steps."""
     def factor(step: int) -> float:
@@ -77,7 +64,7 @@ def optimizer_and_schedule(model: torch.nn.Module, config: TrainConfig, steps_pe
     """AdamW, stepped with warm-up then decay over every epoch. The n-gram branch takes its own
     rate; with frozen pre-trained vectors the embedding takes no weight decay, which would otherwise
     shrink the frozen rows."""
-    net = _unwrap(model)
+    net = unwrap(model)
     ngrams, embedding = [net.ngrams.weight], [net.embedding.weight]
     special = ngrams + (embedding if config.freeze_embeddings else [])
     groups = [{"params": [p for p in model.parameters() if all(p is not s for s in special)]},
@@ -107,7 +94,7 @@ def train_epoch(model: torch.nn.Module, batches: Iterable[Batch], optimizer: tor
                 precision: str = "fp32", token_dropout: float = 0.0) -> float:
     """One pass over batches; returns the mean training loss."""
     model.train()
-    min_len, total, n = _unwrap(model).min_length, 0.0, 0
+    min_len, total, n = unwrap(model).min_length, 0.0, 0
     for batch in batches:
         ids = drop_tokens(trim(batch["ids"], min_len), token_dropout)  # (B, L)
         with autocast(ids.device, precision):
@@ -129,7 +116,7 @@ def evaluate(model: torch.nn.Module, batches: Iterable[Batch], objective: Object
              precision: str = "fp32") -> tuple[float, np.ndarray, np.ndarray]:
     """Mean loss, true labels ((N,) or multi-hot (N, C)) and probabilities (N, C) over batches."""
     model.eval()
-    net, total, trues, probs = _unwrap(model), 0.0, [], []
+    net, total, trues, probs = unwrap(model), 0.0, [], []
     for batch in batches:
         ids = trim(batch["ids"], net.min_length)
         with autocast(ids.device, precision):
@@ -186,7 +173,7 @@ class Loop:
 
 def _state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, epoch: int,
            history: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    return {"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+    return {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history, **extra}
 
 

@@ -1,6 +1,6 @@
 """Tokenizer and vocabulary: text in, fixed-width int32 token ids out.
 
-Two ways to split (TokenizerConfig.split; training picks one from the corpus, textcnn.presets):
+Two ways to split (TokenizerConfig.split; training picks one from the corpus, textcnn.training.presets):
 - "words": English (and any space-separated script) splits into lowercased words and single
   punctuation marks; Chinese, Japanese and Korean characters each become a token of their own, so
   no word segmenter is needed.

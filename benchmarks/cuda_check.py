@@ -12,15 +12,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from textcnn import artifacts
 from textcnn.config import ModelConfig, TokenizerConfig, TrainConfig
-from textcnn.loop import Objective, evaluate, optimizer_and_schedule, train_epoch
-from textcnn.metrics import classification_report
-from textcnn.model import TextCNN
+from textcnn.core import artifacts
+from textcnn.core.model import TextCNN
+from textcnn.core.text import Tokenizer, VocabBuilder
 from textcnn.sample import SAMPLE_LABELS as LABELS
 from textcnn.sample import SAMPLE_TEST, SAMPLE_TRAIN
-from textcnn.scorer import Scorer
-from textcnn.text import Tokenizer, VocabBuilder
+from textcnn.scoring.scorer import Scorer
+from textcnn.training.loop import Objective, evaluate, optimizer_and_schedule, train_epoch
+from textcnn.training.metrics import classification_report
 
 
 @dataclass

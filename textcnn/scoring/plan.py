@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from pyarrow.fs import FileSystem
 
 from textcnn import storage
-from textcnn.rows import DataError, plain_type
+from textcnn.core.rows import DataError, plain_type
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import warnings
 import torch
 from torch import nn
 
-from textcnn.model import TextCNN
+from textcnn.core.model import TextCNN
 
 
 class WindowLinear(nn.Module):

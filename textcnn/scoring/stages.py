@@ -4,7 +4,7 @@
 
 Every input row leaves either scored or as a dead letter with its reason (rows.py). Nothing here
 imports torch, so the task workers start in a fraction of a second; the run itself (plan, lock,
-resume, reconcile, commit) is textcnn.score.
+resume, reconcile, commit) is textcnn.scoring.run.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow.fs import FileSystem
 
-from textcnn import drift, ids, storage
-from textcnn.plan import row_key
-from textcnn.rows import RowLimits, as_mask, as_plain, check_rows
-from textcnn.text import cached_tokenizer
+from textcnn import storage
+from textcnn.core.rows import RowLimits, as_mask, as_plain, check_rows
+from textcnn.core.text import cached_tokenizer
+from textcnn.scoring import drift, ids
+from textcnn.scoring.plan import row_key
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Training on Ray Train: a thin layer (train_func, fit) over the Ray-free core in textcnn.loop.
+"""Training on Ray Train: a thin layer (train_func, fit) over the Ray-free core in textcnn.training.loop.
 
 One code path from 1 to N workers, CPU or GPU: the same train_func runs under TorchTrainer with
 ScalingConfig(num_workers, use_gpu); DDP comes from prepare_model.
@@ -26,14 +26,24 @@ from ray.data import Dataset
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from textcnn import artifacts, console, embeddings, plots, presets, resume, runtime, storage
+from textcnn import console, runtime, storage
 from textcnn.config import ModelConfig, TrainConfig, to_dict, train_config_from_dict
-from textcnn.data import check_labelled, encode_labelled, read_labelled, survey
-from textcnn.embeddings import apply_vectors
-from textcnn.loop import EarlyStopping, Loop, Objective, _unwrap, optimizer_and_schedule, run_epochs, run_train_epochs
-from textcnn.model import TextCNN
-from textcnn.naive_bayes import init_ngrams
-from textcnn.text import Tokenizer
+from textcnn.core import artifacts
+from textcnn.core.model import TextCNN
+from textcnn.core.text import Tokenizer
+from textcnn.training import embeddings, plots, presets, resume
+from textcnn.training.data import check_labelled, encode_labelled, read_labelled, survey
+from textcnn.training.embeddings import apply_vectors
+from textcnn.training.loop import (
+    EarlyStopping,
+    Loop,
+    Objective,
+    optimizer_and_schedule,
+    run_epochs,
+    run_train_epochs,
+    unwrap,
+)
+from textcnn.training.naive_bayes import init_ngrams
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +60,7 @@ def _restore(state: dict[str, Any] | None, model: torch.nn.Module, optimizer: to
     """Load a checkpoint's state, if any, into the phase being set up: the next epoch and the history."""
     if state is None:
         return 0, []
-    _unwrap(model).load_state_dict(state["model"])
+    unwrap(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     log.info("resumed the %s phase from the checkpoint of its epoch %d", state.get("phase", SELECT), state["epoch"])

@@ -19,49 +19,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from textcnn import artifacts, storage
-from textcnn.model import TextCNN
-from textcnn.scorer import probabilities
-from textcnn.text import PAD_ID
+from textcnn import storage
+from textcnn.core import artifacts
+from textcnn.core.model import TextCNN
+from textcnn.core.predict import FORMATS, ExportedModel, ExportError, probabilities, require_onnxruntime
+from textcnn.core.text import PAD_ID
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("torchscript", "onnx")
 MODEL_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
 PARITY_ROWS = 512
 ONNX_OPSET = 17
-
-
-class ExportError(RuntimeError):
-    """The exported model cannot be written, or disagrees with the PyTorch model."""
-
-
-def _onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ExportError("ONNX needs onnxruntime and onnx: pip install 'textcnn[export]'") from None
-    return onnxruntime
-
-
-class ExportedModel:
-    """A TorchScript or ONNX model behind the TextCNN call: ids (B, L) tensor -> logits (B, C) tensor."""
-
-    def __init__(self, fmt: str, data: bytes, min_length: int, device: torch.device) -> None:
-        self.format, self.min_length, self.device = fmt, min_length, device
-        if fmt == "torchscript":
-            self.module = torch.jit.load(io.BytesIO(data), map_location=device).eval()
-        elif fmt == "onnx":
-            providers = ["CUDAExecutionProvider"] if device.type == "cuda" else []
-            self.session = _onnxruntime().InferenceSession(data, providers=providers + ["CPUExecutionProvider"])
-        else:
-            raise ExportError(f"unknown model format {fmt!r}; expected one of {FORMATS}")
-
-    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
-        if self.format == "torchscript":
-            return self.module(ids)
-        logits = self.session.run(None, {"ids": ids.cpu().numpy().astype(np.int64)})[0]
-        return torch.from_numpy(logits).to(self.device)
 
 
 def _serialize(model: TextCNN, fmt: str) -> bytes:
@@ -71,7 +39,7 @@ def _serialize(model: TextCNN, fmt: str) -> bytes:
         if fmt == "torchscript":
             torch.jit.save(torch.jit.script(model), buf)
         else:
-            _onnxruntime()
+            require_onnxruntime()
             example = torch.ones((2, model.min_length + 3), dtype=torch.long)
             torch.onnx.export(model, (example,), buf, input_names=["ids"], output_names=["logits"],
                               dynamic_axes={"ids": {0: "batch", 1: "length"}, "logits": {0: "batch"}},

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from textcnn.loop import Batch, _unwrap
-from textcnn.model import TextCNN
+from textcnn.core.model import TextCNN
+from textcnn.training.loop import Batch, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 def count_ngrams(model: TextCNN, batches: Iterable[Batch], multi_label: bool) -> torch.Tensor:
     """(C + 1, buckets + 1) float64: rows of each class holding each bucket's n-gram, and (last row)
     rows of any class holding it; the last column counts the rows themselves (of each class, of any)."""
-    net = _unwrap(model)
+    net = unwrap(model)
     counts = torch.zeros(net.config.num_classes + 1, net.buckets + 1, dtype=torch.float64)
     for batch in batches:
         ids = batch["ids"].cpu()                                                # (B, L)

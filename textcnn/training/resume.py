@@ -16,7 +16,7 @@ from typing import Any
 
 from textcnn import storage
 from textcnn.config import ConfigError, ModelConfig, to_dict
-from textcnn.text import Tokenizer
+from textcnn.core.text import Tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 from textcnn import storage
+from textcnn.errors import TextcnnError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ MANIFEST = "_SUCCESS"
 DONE = "_DONE.json"
 
 
-class LockedError(RuntimeError):
+class LockedError(TextcnnError, RuntimeError):
     """Another live run of the same date holds the lock."""
 
 

@@ -22,13 +22,17 @@ import pickle
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from pyarrow.fs import FileSystem
 
 from textcnn import storage
 from textcnn.config import ConfigError, ModelConfig, model_config_from_dict
-from textcnn.model import TextCNN
-from textcnn.text import Tokenizer
+from textcnn.core.model import TextCNN
+from textcnn.core.predict import ExportedModel, probabilities
+from textcnn.core.quantize import int8
+from textcnn.core.text import Tokenizer
+from textcnn.errors import TextcnnError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ FILES = ("weights.pt", "config.json", "vocab.json", "labels.json", "metrics.json
 PYTORCH = "pytorch"
 
 
-class ModelDirError(RuntimeError):
+class ModelDirError(TextcnnError, RuntimeError):
     """A model directory is missing a file or its weights do not match their recorded hash."""
 
 
@@ -48,6 +52,8 @@ class LoadedModel:
     config: dict[str, Any]
     version: str          # sha256 of weights.pt, 16 hex digits
     vocab_hash: str
+    device: torch.device = torch.device("cpu")
+    precision: str = "auto"   # as in scoring: auto (bf16 on GPU), fp32, bf16, int8 (quantized, CPU)
 
     @property
     def multi_label(self) -> bool:
@@ -57,6 +63,12 @@ class LoadedModel:
     def thresholds(self) -> list[float] | None:
         """Per-class decision thresholds of a multi-label model; None for single-label."""
         return self.config.get("thresholds")
+
+    def probabilities(self, ids: np.ndarray, chunk: int = 0) -> np.ndarray:
+        """Class probabilities (B, C) of token ids (B, L) at the model's precision on its device."""
+        chunk = chunk or (4096 if self.device.type == "cuda" else 128)   # a GPU needs big chunks to stay busy
+        return probabilities(self.model, ids, len(self.labels), self.device, chunk, self.multi_label,
+                             self.precision)
 
 
 def _dumps(obj: Any) -> str:
@@ -237,8 +249,10 @@ def _torch_model(uri: str, weights: bytes, model_config: ModelConfig, device: st
     return model.to(device).eval()
 
 
-def load(uri: str, device: str | torch.device = "cpu", fs: FileSystem | None = None) -> LoadedModel:
-    """Load and check a model directory; the model is in eval mode on device.
+def load(uri: str, device: str | torch.device = "cpu", fs: FileSystem | None = None,
+         precision: str = "auto") -> LoadedModel:
+    """Load and check a model directory; the model is in eval mode on device, quantized for
+    precision "int8".
 
     fs, when given, is the filesystem resolved on the driver (how actors on other nodes reach S3).
     """
@@ -252,8 +266,10 @@ def load(uri: str, device: str | torch.device = "cpu", fs: FileSystem | None = N
         if fmt == PYTORCH:
             model = _torch_model(uri, weights, model_config, device)
         else:
-            from textcnn.export import ExportedModel
             model = ExportedModel(fmt, weights, max(model_config.kernel_sizes), torch.device(device))
     except ModelDirError as e:
         raise ModelDirError(f"model directory {uri} is not usable: {e}") from None
-    return LoadedModel(model, tokenizer, labels, config, config["model_version"], config["vocab_hash"])
+    if precision == "int8":
+        model = int8(model)
+    return LoadedModel(model, tokenizer, labels, config, config["model_version"], config["vocab_hash"],
+                       torch.device(device), precision)

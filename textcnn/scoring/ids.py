@@ -32,8 +32,8 @@ import pyarrow.parquet as pq
 from pyarrow.fs import FileSystem
 
 from textcnn import storage
-from textcnn.plan import Mapper, Plan, row_key
-from textcnn.rows import as_plain
+from textcnn.core.rows import as_plain
+from textcnn.scoring.plan import Mapper, Plan, row_key
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 
 from textcnn import storage
 from textcnn.config import PREDICT_BATCH_ROWS as BATCH_ROWS
-from textcnn.rows import DataError, RowLimits, check_rows, plain_type
-from textcnn.scorer import Scorer
-from textcnn.stages import PRED_LABEL, PRED_LABELS, PRED_PROB, PROB_PREFIX
+from textcnn.core.rows import DataError, RowLimits, check_rows, plain_type
+from textcnn.scoring.scorer import Scorer
+from textcnn.scoring.stages import PRED_LABEL, PRED_LABELS, PRED_PROB, PROB_PREFIX
 
 _SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 _READ_BUFFER = 1 << 20

@@ -1,6 +1,6 @@
 """Hyperparameter search with Ray Tune over the Ray-free training loop, with ASHA early stopping.
 
-Each trial is one process training one model (`textcnn.loop.run_epochs`, the loop Ray Train's
+Each trial is one process training one model (`textcnn.training.loop.run_epochs`, the loop Ray Train's
 workers run) on the same tokenized data, put once in the object store. ASHA stops trials whose
 validation metric trails the others' at the same epoch. The best trial's configuration is then
 trained again on every row (train + validation) for its best epoch count, as `textcnn train`
@@ -25,9 +25,9 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from textcnn import storage
 from textcnn.config import ModelConfig, TrainConfig
-from textcnn.loop import Loop, Objective, optimizer_and_schedule, run_epochs, run_train_epochs
-from textcnn.naive_bayes import init_ngrams
-from textcnn.train import (
+from textcnn.training.loop import Loop, Objective, optimizer_and_schedule, run_epochs, run_train_epochs
+from textcnn.training.naive_bayes import init_ngrams
+from textcnn.training.train import (
     Prepared,
     build_model,
     export_state,
@@ -40,7 +40,7 @@ from textcnn.train import (
 
 log = logging.getLogger(__name__)
 
-# The search space of the issue: embedding size, widths, filters, dropout, learning rate.
+# The search space: embedding size, widths, filters, dropout, learning rate.
 SPACE: dict[str, Any] = {
     "embed_dim": tune.choice([64, 128, 256]),
     "kernel_sizes": tune.choice([(1, 2, 3), (2, 3, 4), (3, 4, 5)]),

@@ -1,9 +1,9 @@
 """The text CNN of Kim (2014): embedding -> parallel 1-D convolutions -> max-over-time -> linear,
 plus (ngram_buckets > 0) a linear branch over hashed unigrams and bigrams, fastText-style, whose
-logits are added to the CNN's. On small sets a linear n-gram model is hard to beat (REFERENCE.md:
-TF-IDF + LR tops fastText); the branch gives the CNN that model's strength at the cost of one
+logits are added to the CNN's. On small sets a linear n-gram model is hard to beat (TF-IDF + LR
+tops fastText on the shared sets: docs/accuracy.md); the branch gives the CNN that model's strength at the cost of one
 (buckets, classes) table, and both train together, the branch starting from naive Bayes weights
-(textcnn.naive_bayes). With ngram_idf, each n-gram counts in proportion to its IDF over the training
+(textcnn.training.naive_bayes). With ngram_idf, each n-gram counts in proportion to its IDF over the training
 rows (a (buckets,) buffer, set from the counts that give the naive Bayes weights), as TF-IDF weighs it."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from textcnn.config import ModelConfig
-from textcnn.text import PAD_ID
+from textcnn.core.text import PAD_ID
 
 
 class TextCNN(nn.Module):

@@ -4,7 +4,7 @@ Left at 0 / empty, these follow the corpus (an explicit value always wins):
 - max_length: the 95th percentile of tokens per text, rounded up to a multiple of 8, in [16, 512];
   20-word snippets get 40 tokens, 500-word articles 512.
 - split: "chars" when most word tokens of the first batch are CJK characters (every character a
-  token, whitespace runs one " " token: textcnn.text), "words" otherwise.
+  token, whitespace runs one " " token: textcnn.core.text), "words" otherwise.
 - kernel_sizes: (1, 2, 3) when most tokens are CJK characters (a Chinese word is 1-3 characters),
   (3, 4, 5) otherwise (English phrases), as in Kim (2014).
 - ngram_idf (None): on for CJK corpora, whose n-grams then count by IDF as in TF-IDF; off otherwise.
@@ -17,15 +17,28 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 
 from textcnn.config import TokenizerConfig, TrainConfig, auto_ngram_buckets
-from textcnn.data import Survey
+from textcnn.core.text import VocabBuilder
 
 log = logging.getLogger(__name__)
 
 MIN_LENGTH, MAX_LENGTH = 16, 512
 CJK_KERNELS, WORD_KERNELS = (1, 2, 3), (3, 4, 5)
 CJK_MAJORITY = 0.5     # above this share of CJK characters, a corpus is CJK
+
+
+@dataclass
+class Survey:
+    """What one streaming pass over the training split learns: token counts, classes, lengths."""
+    builder: VocabBuilder
+    labels: list[str]
+    multi_label: bool
+    class_counts: list[int]       # rows per class (multi-label: rows carrying the class)
+    rows: int
+    length_p95: int               # tokens per text, 95th percentile
+    cjk_share: float              # share of the first batch's word tokens that are single CJK characters
 
 
 def split_mode(tokenizer: TokenizerConfig, cjk_share: float) -> TokenizerConfig:

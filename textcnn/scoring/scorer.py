@@ -4,21 +4,18 @@ and adds class probabilities (and, when asked, explanations) to the rows that pa
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import torch
 from pyarrow.fs import FileSystem
 
-from textcnn import artifacts
-from textcnn.explain import top_ngrams
-from textcnn.loop import autocast, head_probabilities
-from textcnn.model import TextCNN
-from textcnn.quantize import int8
-from textcnn.rows import as_mask
-from textcnn.stages import EXPLANATION, PRED_LABEL, PRED_LABELS, PRED_PROB, PROB_PREFIX, tokens_of
-from textcnn.text import PAD_ID, trim
+from textcnn.core import artifacts
+from textcnn.core.explain import top_ngrams
+from textcnn.core.model import TextCNN
+from textcnn.core.rows import as_mask
+from textcnn.core.text import PAD_ID
+from textcnn.scoring.stages import EXPLANATION, PRED_LABEL, PRED_LABELS, PRED_PROB, PROB_PREFIX, tokens_of
 
 
 class Scorer:
@@ -28,20 +25,14 @@ class Scorer:
     def __init__(self, model_uri: str, use_gpu: bool = False, threads: int = 1,
                  filesystem: FileSystem | None = None, explain: int = 0, precision: str = "auto") -> None:
         torch.set_num_threads(threads)
-        self.device = torch.device("cuda" if use_gpu else "cpu")
-        self.loaded = artifacts.load(model_uri, self.device, filesystem)
-        self.precision = precision
-        if precision == "int8":
-            self.loaded.model = int8(self.loaded.model)
+        self.loaded = artifacts.load(model_uri, "cuda" if use_gpu else "cpu", filesystem, precision)
         self.labels = np.array(self.loaded.labels, dtype=object)
         self.explain = explain
         if explain and not isinstance(self.loaded.model, TextCNN):
             raise ValueError(f"{model_uri}: explanations need the PyTorch model directory, not an export")
 
     def probabilities(self, ids: np.ndarray, chunk: int = 0) -> np.ndarray:
-        chunk = chunk or (4096 if self.device.type == "cuda" else 128)   # H200: 4096 ran 2.7x 1024 (cuda_check)
-        return probabilities(self.loaded.model, ids, len(self.labels), self.device, chunk,
-                             self.loaded.multi_label, self.precision)
+        return self.loaded.probabilities(ids, chunk)                        # (B, C)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         tokens = tokens_of(batch)                                           # (B, L)
@@ -78,24 +69,3 @@ class Scorer:
             out[r] = json.dumps([{"ngram": g.text, "contribution": round(g.contribution, 4)} for g in row],
                                 ensure_ascii=False)
         return out
-
-
-def probabilities(model: Any, ids: np.ndarray, num_classes: int, device: torch.device,
-                  chunk: int = 128, multi_label: bool = False, precision: str = "fp32") -> np.ndarray:
-    """Class probabilities (B, C) of token ids (B, L) under model (a TextCNN or an exported one):
-    softmax, or a sigmoid per class for a multi-label model; bf16 autocast as precision says
-    ("auto": on GPU only), the probabilities themselves always in fp32.
-
-    The model's cost grows with the padded width, so rows are sorted by length and run in chunks
-    trimmed to their own longest row. Masked pooling makes each row's score independent of the
-    chunk it lands in, so the result is the same as one full-width batch.
-    """
-    out = np.empty((len(ids), num_classes), dtype=np.float32)
-    order = np.argsort((ids != PAD_ID).sum(axis=1), kind="stable")
-    with torch.inference_mode(), autocast(device, precision):
-        for rows in np.array_split(order, max(1, -(-len(ids) // chunk))):
-            x = torch.from_numpy(trim(ids[rows], model.min_length)).long().to(device)
-            out[rows] = head_probabilities(model(x), multi_label).cpu().numpy()       # (b, C)
-    return out
-
-
