@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/python jobs/demo.py --workdir runs/demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check --select E,F,W,I --line-length 120 textcnn tests jobs
+	$(BIN)/ruff check --select E,F,W,I --line-length 120 textcnn tests jobs benchmarks
 
 test: lint
 	$(BIN)/python -m pytest

@@ -35,6 +35,7 @@ from textcnn.core.model import TextCNN
 from textcnn.core.text import VocabBuilder
 from textcnn.demo import make_corpus
 from textcnn.sample import SAMPLE_LABELS, SAMPLE_TEST, SAMPLE_TRAIN
+from textcnn.scoring.records import Manifest
 from textcnn.scoring.scorer import Scorer
 from textcnn.training.evaluate import evaluate_parquet
 
@@ -275,7 +276,7 @@ class PipelineRun:
     seconds: float
     actor_peak_bytes: int
     driver_peak_bytes: int
-    manifest: dict = field(repr=False, default_factory=dict)
+    manifest: Manifest | None = field(repr=False, default=None)
     cpu: dict[str, float] = field(default_factory=dict)   # CPU seconds by role, all processes of this machine
 
     @property

@@ -155,7 +155,7 @@ def _driver_report(new: list, old) -> list[str]:
 
 def _small_files_line(one, small, rows_per_file: int) -> str:
     def layout(run) -> str:
-        files, units = len(run.manifest["input"]["files"]), run.manifest["resume"]["units"]
+        files, units = len(run.manifest.input.files), run.manifest.resume.units
         return f"{files:,} file{'s' * (files != 1)}, {units:,} unit{'s' * (units != 1)}"
     return (f"the {small.rows:,} rows as files of {rows_per_file} rows ({layout(small)}): "
             f"{small.rows_per_second:8,.0f} rows/s = {small.rows_per_second / one.rows_per_second:.2f} x "

@@ -323,8 +323,8 @@ def _assert_every_row_accounted_for(tmp: Path, dead: dict[str, int]) -> None:
     layout = runs.Layout(str(tmp / "out"), f"run_date={DATE}")
     manifest = runs.read_manifest(layout)
     scores, letters = runs.read_run(layout), runs.read_run(layout, dead_letter=True)
-    assert manifest["input"]["rows"] == scores.num_rows + letters.num_rows
-    assert manifest["output"]["rows_scored"] == scores.num_rows
-    assert manifest["output"]["dead_letter_reasons"] == dead
+    assert manifest.input.rows == scores.num_rows + letters.num_rows
+    assert manifest.output.rows_scored == scores.num_rows
+    assert manifest.output.dead_letter_reasons == dead
     ids = scores["id"].to_pylist() if scores.num_rows else []
     assert None not in ids and len(set(ids)) == len(ids)

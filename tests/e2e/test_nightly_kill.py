@@ -75,7 +75,7 @@ def test_lock_refuses_a_second_run_and_a_killed_run_resumes_to_the_same_rows(job
     again = jobs.start("again")                       # takes over the dead driver's lock and resumes
     assert again.wait(timeout=600) == 0, jobs.log("again")
     manifest = runs.read_manifest(runs.Layout(str(jobs.out), f"run_date={DATE}"))
-    assert manifest["resume"]["units_reused"] >= committed and manifest["resume"]["units"] == 40
+    assert manifest.resume.units_reused >= committed and manifest.resume.units == 40
     assert "20,000 scored + 0 dead-lettered of 20,000 rows" in jobs.log("again")
     scores = runs.read_run(runs.Layout(str(jobs.out), f"run_date={DATE}")).sort_by("id")
     expected = jobs.table.sort_by("id")

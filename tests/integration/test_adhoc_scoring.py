@@ -49,7 +49,7 @@ def test_a_corpus_without_ids_keeps_its_columns_and_resumes(tmp_path):
         score(ScoreConfig(input=str(tmp_path / "in"), run_id="t", max_drift=0.0, **run))
     summary = score(ScoreConfig(input=str(tmp_path / "in"), run_id="t", **run))
     manifest = read_manifest(summary.layout)
-    assert manifest["resume"]["units_reused"] == manifest["resume"]["units"] > 1
+    assert manifest.resume.units_reused == manifest.resume.units > 1
 
     scores, dead = read_run(summary.layout), read_run(summary.layout, dead_letter=True)
     assert scores.column_names[:3] == ["id", "lang", "n"] and "text" not in scores.column_names
@@ -60,4 +60,4 @@ def test_a_corpus_without_ids_keeps_its_columns_and_resumes(tmp_path):
     assert sorted(ids) == sorted(rows) and len(set(ids)) == len(ids)       # each row once
     assert set(dead["reason"].to_pylist()) == {"text_empty", "text_null", "text_control_chars"}
     assert all(rows[i]["text"] in ("", None, "good\x00film") for i in dead["id"].to_pylist())
-    assert manifest["output"]["rows_scored"] == scores.num_rows and summary.rows_in == len(rows)
+    assert manifest.output.rows_scored == scores.num_rows and summary.rows_in == len(rows)

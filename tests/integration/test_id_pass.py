@@ -61,7 +61,7 @@ def test_duplicates_across_many_files_are_dead_lettered_after_their_first_occurr
     assert by_reason["id_null"] == {k for k, v in table.items() if v is None}
     firsts = {v for k, v in table.items() if v is not None}
     assert sorted(scores["id"].to_pylist()) == sorted(firsts)               # every id scored once
-    assert summary.manifest["timings"]["id_pass_seconds"] > 0
+    assert summary.manifest.timings["id_pass_seconds"] > 0
     assert not os.path.exists(tmp_path / "out" / "_staging" / "run=dups")   # the pass's files went with it
 
 
@@ -85,7 +85,7 @@ def test_a_resumed_run_reuses_the_staged_duplicates_instead_of_a_second_pass(tin
     monkeypatch.setattr(ids, "duplicate_pass", no_second_pass)
     summary = score(config)
     dead = runs.read_run(summary.layout, dead_letter=True)
-    assert summary.manifest["timings"]["id_pass_seconds"] == 0
+    assert summary.manifest.timings["id_pass_seconds"] == 0
     assert dead.filter(pc.equal(dead["reason"], "id_duplicate")).num_rows == len(repeats) > 0
     assert summary.rows_in == len(table) == summary.rows_scored + summary.rows_dead
 
@@ -99,5 +99,5 @@ def test_a_file_whose_ids_do_not_read_is_named_or_with_the_flag_skipped(tiny_mod
     with pytest.raises(DataError, match=r"part-002.parquet: ids not readable"):
         score(config)
     summary = score(dataclasses.replace(config, skip_bad_files=True))
-    assert [s["uri"] for s in summary.manifest["input"]["skipped_files"]] == [str(path)]
+    assert [s.uri for s in summary.manifest.input.skipped_files] == [str(path)]
     assert summary.rows_in == 150 == summary.rows_scored + summary.rows_dead

@@ -1,6 +1,7 @@
 """The nightly run's contract on a real local Ray and real files: dead letters, lineage, replace on
 rerun, validation, corrupt input, drift."""
 
+import dataclasses
 import json
 import os
 
@@ -66,12 +67,12 @@ def test_every_row_is_scored_once_or_dead_lettered_with_its_reason(tiny_model_di
     row_reasons = set(REASONS) - {"row_group_unreadable"}      # a file's fault: test_a_corrupt_page_...
     assert set(bad.values()) == row_reasons and len(row_reasons) == 10
     assert summary.rows_in == len(expected) == scores.num_rows + dead.num_rows
-    assert manifest["output"]["rows_dead_lettered"] == dead.num_rows == len(bad)
+    assert manifest.output.rows_dead_lettered == dead.num_rows == len(bad)
     # each bad row once, with its file, row and reason
     got = {(int(os.path.basename(s).split("-")[1].split(".")[0]), r): reason for s, r, reason in
            zip(dead["source_file"].to_pylist(), dead["source_row"].to_pylist(), dead["reason"].to_pylist())}
     assert got == bad
-    assert manifest["output"]["dead_letter_reasons"] == {r: 1 for r in row_reasons}
+    assert manifest.output.dead_letter_reasons == {r: 1 for r in row_reasons}
     # each good row once, scored as the Ray-free Scorer scores it, with lineage
     ids = scores["id"].to_pylist()
     assert len(ids) == len(set(ids)) == len(expected) - len(bad)
@@ -84,27 +85,27 @@ def test_every_row_is_scored_once_or_dead_lettered_with_its_reason(tiny_model_di
     by_id = dict(zip(ids, scores[PROB_PREFIX + "pos"].to_pylist()))
     direct = scorer.probabilities(loaded.tokenizer.encode(["great fun"]))[0, 1]
     assert all(abs(by_id[f"f2-{i}"] - direct) < 1e-6 for i in range(500) if GOOD[(i * 7 + 2) % 5] == "great fun")
-    assert sum(manifest["distributions"]["labels"].values()) == scores.num_rows
-    assert sum(manifest["distributions"]["top_prob_histogram"]) == scores.num_rows
-    assert [f["rows"] for f in manifest["input"]["files"]] == [500] * 4 + [6]
+    assert sum(manifest.distributions.labels.values()) == scores.num_rows
+    assert sum(manifest.distributions.top_prob_histogram) == scores.num_rows
+    assert [f.rows for f in manifest.input.files] == [500] * 4 + [6]
 
 
 def test_a_rerun_replaces_the_date_instead_of_appending(tiny_model_dir, tmp_path):
     _corpus(tmp_path / "in", files=2, plant=False)
     out = tmp_path / "out"
     first = score(_config(tiny_model_dir, tmp_path / "in", out, batch_size=0))
-    assert first.manifest["config"]["batch_size"] == 4096             # 0: resolved from the device, a CPU
+    assert first.manifest.config["batch_size"] == 4096             # 0: resolved from the device, a CPU
     first_ids = sorted(runs.read_run(first.layout)["id"].to_pylist())
     again = score(_config(tiny_model_dir, tmp_path / "in", out))
-    assert again.manifest["attempt"] != first.manifest["attempt"]
+    assert again.manifest.attempt != first.manifest.attempt
     # how a unit's rows split into files follows Ray Data's blocks, which vary between runs; the rows do not
     on_disk = sorted(p for p in os.listdir(again.run_dir) if p.endswith(".parquet"))
-    assert on_disk == sorted(f["path"].rsplit("/", 1)[1] for f in again.manifest["output"]["files"])  # not appended
+    assert on_disk == sorted(f.path.rsplit("/", 1)[1] for f in again.manifest.output.files)  # not appended
     again_ids = sorted(runs.read_run(again.layout)["id"].to_pylist())
     assert again_ids == first_ids and len(set(again_ids)) == 1000
     assert not os.path.exists(out / "_staging" / "run_date=2026-11-29")
     assert not os.listdir(out / "_locks")
-    assert again.manifest["drift"] is None                  # no earlier date to compare with
+    assert again.manifest.drift is None                  # no earlier date to compare with
 
 
 def test_drift_against_the_previous_date_is_reported_and_can_stop_the_commit(tiny_model_dir, tmp_path):
@@ -118,9 +119,9 @@ def test_drift_against_the_previous_date_is_reported_and_can_stop_the_commit(tin
         score(_config(tiny_model_dir, tmp_path / "day2", out, max_drift=0.01))
     assert runs.read_manifest(runs.Layout(str(out), "run_date=2026-11-29")) is None           # nothing committed
     summary = score(_config(tiny_model_dir, tmp_path / "day2", out, max_drift=100.0))
-    assert summary.manifest["resume"]["units_reused"] == 2 == summary.manifest["resume"]["units"]
-    assert summary.manifest["drift"]["previous_run"] == "run_date=2026-11-28"
-    assert summary.manifest["drift"]["drift"] > 0.01
+    assert summary.manifest.resume.units_reused == 2 == summary.manifest.resume.units
+    assert summary.manifest.drift.previous_run == "run_date=2026-11-28"
+    assert summary.manifest.drift.drift > 0.01
     assert "drift" in summary.line()
 
 
@@ -143,10 +144,10 @@ def test_a_corrupt_file_is_named_or_with_the_flag_listed_as_skipped(tiny_model_d
         score(_config(tiny_model_dir, tmp_path / "in", tmp_path / "out"))
     summary = score(_config(tiny_model_dir, tmp_path / "in", tmp_path / "out", skip_bad_files=True))
     assert summary.rows_in == summary.rows_scored == 500
-    skipped = summary.manifest["input"]["skipped_files"]
-    assert [s["uri"] for s in skipped] == [str(tmp_path / "in" / "part-1.parquet")]
+    skipped = summary.manifest.input.skipped_files
+    assert [s.uri for s in skipped] == [str(tmp_path / "in" / "part-1.parquet")]
     manifest = json.loads((tmp_path / "out" / "_runs" / "run_date=2026-11-29" / "_SUCCESS").read_text())
-    assert manifest["input"]["skipped_files"] == skipped
+    assert manifest["input"]["skipped_files"] == [dataclasses.asdict(s) for s in skipped]
     assert set(runs.read_run(summary.layout)[PRED_LABEL].to_pylist()) <= {"neg", "pos"}
     assert np.isfinite(runs.read_run(summary.layout)[PROB_PREFIX + "neg"].to_numpy()).all()
 
@@ -161,13 +162,13 @@ def test_a_corrupt_page_behind_a_sound_footer_is_named(tiny_model_dir, tmp_path)
     # with the flag, the row group's rows are dead letters (ids read from the id column) and the rest is scored;
     # the units scored by the refused attempt are committed as they are
     summary = score(_config(tiny_model_dir, tmp_path / "in", tmp_path / "out", skip_bad_files=True))
-    assert summary.manifest["resume"]["units_reused"] == summary.manifest["resume"]["units"]
+    assert summary.manifest.resume.units_reused == summary.manifest.resume.units
     dead = runs.read_run(summary.layout, dead_letter=True)
     assert summary.rows_scored == 800 and summary.rows_dead == 200 == dead.num_rows
     assert set(dead["reason"].to_pylist()) == {"row_group_unreadable"}
     assert sorted(dead["id"].to_pylist()) == sorted(f"f1-{i}" for i in range(200))
-    unreadable = summary.manifest["input"]["unreadable_row_groups"]
-    assert [(u["uri"], u["rows"]) for u in unreadable] == [(str(path), 200)] and "row group 0" in unreadable[0]["error"]
+    unreadable = summary.manifest.input.unreadable_row_groups
+    assert [(u.uri, u.rows) for u in unreadable] == [(str(path), 200)] and "row group 0" in unreadable[0].error
 
 
 def test_an_onnx_export_scores_the_same_and_explanations_ride_along(tiny_model_dir, tmp_path):
@@ -182,7 +183,7 @@ def test_an_onnx_export_scores_the_same_and_explanations_ride_along(tiny_model_d
     assert a["id"].to_pylist() == b["id"].to_pylist() and a.num_rows == 600
     np.testing.assert_allclose(a[PROB_PREFIX + "pos"].to_numpy(), b[PROB_PREFIX + "pos"].to_numpy(), atol=1e-4)
     onnx_config = json.load(open(tmp_path / "onnx" / "config.json"))
-    assert exported.manifest["model"]["model_version"] == onnx_config["model_version"]
+    assert exported.manifest.model.model_version == onnx_config["model_version"]
     explanations = [json.loads(e) for e in a["explanation"].to_pylist()]
     assert all(len(e) == 2 and e[0]["contribution"] >= e[1]["contribution"] for e in explanations)
     texts = dict(zip(*(pq.read_table(tmp_path / "in").column(c).to_pylist() for c in ("id", "text"))))

@@ -19,6 +19,7 @@ import ray
 
 from tests.conftest import make_tiny_model
 from textcnn.config import ScoreConfig
+from textcnn.scoring.records import Manifest
 from textcnn.scoring.run import DriftError, score
 
 pytestmark = pytest.mark.integration
@@ -71,18 +72,18 @@ def nights(tmp_path_factory) -> tuple[Path, dict[str, dict]]:
     return out, manifests
 
 
-def _committed(out: Path, manifests: dict[str, dict], dead: bool) -> dict[str, set[str]]:
+def _committed(out: Path, manifests: dict[str, Manifest], dead: bool) -> dict[str, set[str]]:
     """{date: ids} as the manifests list them, read from the files they name."""
-    key = "dead_letter_files" if dead else "files"
-    return {date: set(pq.read_table([str(out / f["path"]) for f in m["output"][key]]).column("id").to_pylist())
-            for date, m in manifests.items()}
+    files = {date: m.output.dead_letter_files if dead else m.output.files for date, m in manifests.items()}
+    return {date: set(pq.read_table([str(out / f.path) for f in listed]).column("id").to_pylist())
+            for date, listed in files.items()}
 
 
 def test_every_reader_sees_exactly_the_committed_scores(nights):
     out, manifests = nights
     expected = _committed(out, manifests, dead=False)
     assert {d: len(ids) for d, ids in expected.items()} == {"2026-12-05": 37, "2026-12-06": 47}
-    assert all(m["output"]["rows_scored"] == len(expected[d]) for d, m in manifests.items())
+    assert all(m.output.rows_scored == len(expected[d]) for d, m in manifests.items())
     for reader, frame in _readers(out / "scores").items():
         assert {"id", "predicted_label", "predicted_prob", "prob_neg", "prob_pos", "model_version",
                 "vocab_hash", "run_id", "run_date"} <= set(frame.columns), reader
@@ -101,6 +102,6 @@ def test_every_reader_sees_exactly_the_committed_dead_letters(nights):
         assert "predicted_label" not in frame.columns, reader
         for date, m in manifests.items():
             rows = frame[frame["run_date"].astype(str) == date]
-            assert len(rows) == m["output"]["rows_dead_lettered"] == 3, (reader, date)
+            assert len(rows) == m.output.rows_dead_lettered == 3, (reader, date)
             assert sorted(rows["reason"]) == ["id_duplicate", "id_null", "text_empty"], (reader, date)
         assert len(frame) == 6, reader

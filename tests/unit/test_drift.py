@@ -17,8 +17,8 @@ def test_psi_is_zero_for_the_same_distribution_and_grows_with_the_shift():
 
 def test_compare_takes_the_larger_of_label_and_probability_shift():
     hist = [0] * 10 + [50] * 10
-    previous = {"labels": {"pos": 500, "neg": 500}, "top_prob_histogram": hist}
-    current = {"labels": {"pos": 900, "neg": 90, "new": 10}, "top_prob_histogram": hist}
-    result = drift.compare(current, previous)
-    assert result["psi_top_prob"] == 0.0 and result["psi_labels"] > 0.3
-    assert result["drift"] == result["psi_labels"]
+    previous = drift.Distributions({"pos": 500, "neg": 500}, hist)
+    current = drift.Distributions({"pos": 900, "neg": 90, "new": 10}, hist)
+    result = drift.compare(current, previous, "run_date=2026-12-06")
+    assert result.psi_top_prob == 0.0 and result.psi_labels > 0.3
+    assert result.drift == result.psi_labels and result.previous_run == "run_date=2026-12-06"

@@ -1,5 +1,6 @@
 """The input plan (footers, units, duplicate ids) and the run contract (lock, staging), without Ray."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -17,7 +18,18 @@ from textcnn.core.rows import DataError
 from textcnn.scoring import ids as id_pass
 from textcnn.scoring import plan as plan_module
 from textcnn.scoring import runs
+from textcnn.scoring.drift import Distributions
 from textcnn.scoring.plan import plan_input, row_key
+from textcnn.scoring.records import (
+    InputSummary,
+    Manifest,
+    ModelRef,
+    OutputFile,
+    OutputSummary,
+    ResumeSummary,
+    StagedPart,
+    UnitOutputs,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -145,10 +157,10 @@ def test_a_live_lock_refuses_and_a_dead_holders_lock_is_taken_over(tmp_path):
 def test_staging_keeps_done_units_of_the_same_plan_only(tmp_path):
     staging = runs.Staging(runs.Layout(str(tmp_path), "run=x"))
     assert staging.start({"input": "p1"}) == {}
-    staging.commit_unit(0, {"rows": 5})
+    staging.commit_unit(0, UnitOutputs(rows=5))
     os.makedirs(staging.layout.unit_dir(1))                         # a unit cut off before its _DONE
     (tmp_path / "_staging" / "run=x" / "units" / "u-000001" / "score-0.parquet").write_bytes(b"x")
-    assert runs.Staging(staging.layout).start({"input": "p1"}) == {0: {"rows": 5}}
+    assert runs.Staging(staging.layout).start({"input": "p1"}) == {0: UnitOutputs(rows=5)}
     assert not os.path.exists(staging.layout.unit_dir(1))
     assert runs.Staging(staging.layout).start({"input": "p2"}) == {}    # other input: start over
     assert not os.path.exists(staging.layout.unit_dir(0))
@@ -164,15 +176,15 @@ def test_reconcile_refuses_output_with_an_id_scored_twice(tmp_path):
         _write(tmp_path / f"{name}.parquet", ids)
 
     def done(*names):                                     # one unit: the 4 input rows are one small file
-        return {0: {"rows": 4, "files": [{"kind": "score", "rows": 2, "uri": str(tmp_path / f"{n}.parquet")}
-                                         for n in names]}}
+        return {0: UnitOutputs(4, [StagedPart(runs.SCORES, str(tmp_path / f"{n}.parquet"), 2 * i, 2)
+                                   for i, n in enumerate(names)])}
     config = SimpleNamespace(output=str(tmp_path), id_column="id")
     layout, serial = runs.Layout(str(tmp_path / "out"), "run=x"), lambda fn, args: [fn(*a) for a in args]
     _reconcile(plan, done("s0", "s1"), config, layout, serial)      # every id once: accepted
     with pytest.raises(ReconcileError, match="2 id\\(s\\) scored more than once, 0 null"):
         _reconcile(plan, done("s0", "s2"), config, layout, serial)  # a and b twice
     with pytest.raises(ReconcileError, match="1 unit\\(s\\) short"):
-        _reconcile(plan, {0: {**done("s0")[0], "rows": 2}}, config, layout, serial)
+        _reconcile(plan, {0: dataclasses.replace(done("s0")[0], rows=2)}, config, layout, serial)
 
 
 def _staged_run(out, run_key, ids_by_part):
@@ -186,10 +198,15 @@ def _staged_run(out, run_key, ids_by_part):
         os.makedirs(os.path.dirname(staged))
         _write(staged, ids)
         moves.append((staged, layout.part(runs.SCORES, unit, 0)))
-    manifest = {"run": run_key, "finished_at": "t", "distributions": {},
-                "output": {"files": [{"path": p, "rows": len(i)} for (_, p), i in zip(moves, ids_by_part)],
-                           "dead_letter_files": []}}
-    return layout, fingerprint, runs.Commit(tuple(moves), manifest)
+    files = [OutputFile(p, len(i)) for (_, p), i in zip(moves, ids_by_part)]
+    return layout, fingerprint, runs.Commit(tuple(moves), _manifest(run_key, files))
+
+
+def _manifest(run_key: str, files: list[OutputFile]) -> Manifest:
+    rows = sum(f.rows for f in files)
+    return Manifest(run_key, run_key.split("=")[1], "a1", "t0", "t1", 1.0, float(rows), ModelRef("m", "v", "h"), {},
+                    InputSummary("in", rows, [], [], []), OutputSummary(rows, 0, {}, files, []),
+                    ResumeSummary(len(files), 0, 0), Distributions({}, []))
 
 
 def test_a_commit_cut_off_after_any_step_is_finished_by_the_rerun(tmp_path):
@@ -218,8 +235,8 @@ def test_a_commit_cut_off_after_any_step_is_finished_by_the_rerun(tmp_path):
 
 
 def test_drift_skips_an_unreadable_earlier_manifest(tmp_path, caplog):
-    good = {"run": "run_date=2026-12-04", "finished_at": "t", "output": {}, "distributions": {}}
-    for key, text in (("run_date=2026-12-04", json.dumps(good)), ("run_date=2026-12-05", '{"run": "junk"}')):
+    good = _manifest("run_date=2026-12-04", [])
+    for key, text in (("run_date=2026-12-04", json.dumps(good.to_dict())), ("run_date=2026-12-05", '{"run": "junk"}')):
         os.makedirs(tmp_path / "_runs" / key)
         (tmp_path / "_runs" / key / "_SUCCESS").write_text(text)
     assert runs.previous_manifest(runs.Layout(str(tmp_path), "run_date=2026-12-06")) == good

@@ -7,10 +7,28 @@ larger of the two.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 HIST_BINS = 20     # equal-width bins of the top-class probability over [0, 1]
 _EPS = 1e-4        # share given to an empty bin, so PSI stays finite
+
+
+@dataclass(frozen=True)
+class Distributions:
+    """A run's predicted-label counts and top-class probability histogram (HIST_BINS bins)."""
+    labels: dict[str, int]
+    top_prob_histogram: list[int]
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A run's drift against the previous run: the PSI of each distribution, and the larger."""
+    previous_run: str
+    psi_top_prob: float
+    psi_labels: float
+    drift: float
 
 
 def histogram(top_prob: np.ndarray) -> list[int]:
@@ -27,10 +45,9 @@ def psi(expected: list[float], actual: list[float]) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def compare(current: dict, previous: dict) -> dict:
-    """Drift of current's distributions (a manifest's "distributions") against previous's."""
-    labels = sorted(set(current["labels"]) | set(previous["labels"]))
-    by_label = psi([previous["labels"].get(k, 0) for k in labels], [current["labels"].get(k, 0) for k in labels])
-    by_prob = psi(previous["top_prob_histogram"], current["top_prob_histogram"])
-    return {"psi_top_prob": round(by_prob, 6), "psi_labels": round(by_label, 6),
-            "drift": round(max(by_prob, by_label), 6)}
+def compare(current: Distributions, previous: Distributions, previous_run: str) -> Drift:
+    """Drift of current's distributions against previous's (the run previous_run)."""
+    labels = sorted(set(current.labels) | set(previous.labels))
+    by_label = psi([previous.labels.get(k, 0) for k in labels], [current.labels.get(k, 0) for k in labels])
+    by_prob = psi(previous.top_prob_histogram, current.top_prob_histogram)
+    return Drift(previous_run, round(by_prob, 6), round(by_label, 6), round(max(by_prob, by_label), 6))

@@ -25,11 +25,9 @@ import json
 import logging
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import ray.data
 from ray.data import ActorPoolStrategy
 
@@ -41,6 +39,20 @@ from textcnn.core.rows import DataError, RowLimits
 from textcnn.errors import TextcnnError
 from textcnn.scoring import drift, ids, runs
 from textcnn.scoring.plan import Mapper, Plan, plan_input
+from textcnn.scoring.records import (
+    DEAD_LETTERS,
+    SCORES,
+    InputFile,
+    InputSummary,
+    Manifest,
+    ModelRef,
+    OutputFile,
+    OutputSummary,
+    ResumeSummary,
+    SkippedFile,
+    StagedPart,
+    UnitOutputs,
+)
 from textcnn.scoring.scorer import Scorer
 from textcnn.scoring.stages import (
     OUTPUT_COLUMNS,
@@ -72,7 +84,7 @@ class DriftError(TextcnnError, RuntimeError):
 @dataclass
 class RunSummary:
     layout: runs.Layout
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def run_dir(self) -> str:
@@ -81,28 +93,28 @@ class RunSummary:
 
     @property
     def rows_in(self) -> int:
-        return self.manifest["input"]["rows"]
+        return self.manifest.input.rows
 
     @property
     def rows_scored(self) -> int:
-        return self.manifest["output"]["rows_scored"]
+        return self.manifest.output.rows_scored
 
     @property
     def rows_dead(self) -> int:
-        return self.manifest["output"]["rows_dead_lettered"]
+        return self.manifest.output.rows_dead_lettered
 
     @property
     def seconds(self) -> float:
-        return self.manifest["wall_seconds"]
+        return self.manifest.wall_seconds
 
     @property
     def rows_per_second(self) -> float:
-        return self.manifest["rows_per_second"]
+        return self.manifest.rows_per_second
 
     def line(self) -> str:
-        d = self.manifest["drift"]
-        shift = f"drift {d['drift']:.3f} vs {d['previous_run']}" if d else "no previous run to compare"
-        return (f"{self.manifest['run']}: {self.rows_scored:,} scored + {self.rows_dead:,} dead-lettered "
+        d = self.manifest.drift
+        shift = f"drift {d.drift:.3f} vs {d.previous_run}" if d else "no previous run to compare"
+        return (f"{self.manifest.run}: {self.rows_scored:,} scored + {self.rows_dead:,} dead-lettered "
                 f"of {self.rows_in:,} rows in {self.seconds:.1f} s ({self.rows_per_second:,.0f} rows/s); "
                 f"{shift}; -> {self.run_dir} (dead letters: {self.layout.dead_letter_dir})")
 
@@ -171,8 +183,8 @@ def _refuse_unreadable_ids(bad: dict[str, str]) -> None:
                         "cannot start scoring:\n" + "\n".join(named))
 
 
-def _find_duplicates(config: ScoreConfig, plan: Plan, staging: runs.Staging, reused: dict[int, dict],
-                     lineage: dict[str, str]) -> tuple[Plan, dict[int, dict], float]:
+def _find_duplicates(config: ScoreConfig, plan: Plan, staging: runs.Staging, reused: dict[int, UnitOutputs],
+                     lineage: dict[str, str]) -> tuple[Plan, dict[int, UnitOutputs], float]:
     """The plan (less the files whose ids do not read, with --skip-bad-files), the units reused and
     the id pass's seconds. The pass is skipped where nothing needs it: ids made from file and row
     (--no-id) are unique by construction; every unit reused; a finished pass in staging."""
@@ -233,21 +245,7 @@ def _pipeline(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, pe
     return ds.map_batches(write_parts, batch_size=max(config.batch_size, min(config.unit_rows, 16384)),
                           batch_format="pyarrow", num_cpus=0.25, fn_kwargs=dict(
                               fs=storage.filesystem(config.output),
-                              unit_dirs={u.index: layout.unit_dir(u.index) for u in pending},
-                              id_column=config.id_column, lineage=lineage))
-
-
-def _merge(records: list[dict]) -> dict:
-    labels, reasons = Counter(), Counter()
-    hist = np.zeros(drift.HIST_BINS, dtype=np.int64)
-    for r in records:
-        labels.update(r["labels"])
-        reasons.update(r["reasons"])
-        hist += np.asarray(r["top_prob_histogram"], dtype=np.int64)
-    files = [f for r in records for f in r["files"]]
-    return {"rows": sum(r["rows"] for r in records), "files": files, "labels": dict(labels),
-            "reasons": dict(reasons), "top_prob_histogram": hist.tolist(),
-            "unreadable": [u for r in records for u in r.get("unreadable", [])]}
+                              layout=layout, id_column=config.id_column, lineage=lineage))
 
 
 def _with_resources(config: ScoreConfig) -> ScoreConfig:
@@ -258,24 +256,24 @@ def _with_resources(config: ScoreConfig) -> ScoreConfig:
 
 
 def _score_pending(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, pending: list,
-                   staging: runs.Staging, lineage: dict[str, str]) -> dict[int, dict]:
+                   staging: runs.Staging, lineage: dict[str, str]) -> dict[int, UnitOutputs]:
     """Run the pipeline over the pending units, committing each unit as soon as all its rows are in."""
     runtime.require(config.actors * config.cpus_per_actor, config.actors if config.use_gpu else 0,
                     f"scoring with {config.actors} actor(s)")
     log.info("scoring with %d actor(s) of %g CPU%s, %d rows per call", config.actors, config.cpus_per_actor,
              " and 1 GPU" if config.use_gpu else "", config.batch_size)
     expected = {u.index: u.rows for u in pending}
-    parts: dict[int, list] = {u: [] for u in expected}
-    done: dict[int, dict] = {}
+    parts: dict[int, list[UnitOutputs]] = {u: [] for u in expected}
+    done: dict[int, UnitOutputs] = {}
     ds = _pipeline(config, loaded, plan, pending, staging.layout, lineage)
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         for unit, record in zip(batch["unit"].to_pylist(), batch["record"].to_pylist()):
-            parts[unit].append(json.loads(record))
-            seen = sum(p["rows"] for p in parts[unit])
+            parts[unit].append(UnitOutputs.from_json(record))
+            seen = sum(p.rows for p in parts[unit])
             if seen > expected[unit]:
                 raise ReconcileError(f"unit {unit} produced {seen} rows of its {expected[unit]}")
             if seen == expected[unit]:
-                done[unit] = _merge(parts.pop(unit))
+                done[unit] = UnitOutputs.merge(parts.pop(unit))
                 staging.commit_unit(unit, done[unit])
     log.debug("Ray Data stats:\n%s", ds.stats())
     missing = sorted(set(expected) - set(done))
@@ -284,19 +282,19 @@ def _score_pending(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Pla
     return done
 
 
-def _reconcile(plan: Plan, done: dict[int, dict], config: ScoreConfig, layout: runs.Layout,
+def _reconcile(plan: Plan, done: dict[int, UnitOutputs], config: ScoreConfig, layout: runs.Layout,
                run: Mapper = runtime.map_tasks) -> None:
     """Every unit's rows read == scored + dead-lettered, from its commit record; then no id scored
     twice, counted by Ray tasks over the score files (ids.scored_twice): no id comes to the driver."""
     short = [u.index for u in plan.units if u.index not in done
-             or done[u.index]["rows"] != u.rows or sum(f["rows"] for f in done[u.index]["files"]) != u.rows]
-    scored = sum(f["rows"] for r in done.values() for f in r["files"] if f["kind"] == "score")
-    dead = sum(f["rows"] for r in done.values() for f in r["files"] if f["kind"] == "dead")
+             or done[u.index].rows != u.rows or sum(p.rows for p in done[u.index].parts) != u.rows]
+    scored = sum(r.rows_in(SCORES) for r in done.values())
+    dead = sum(r.rows_in(DEAD_LETTERS) for r in done.values())
     if short or scored + dead != plan.rows or len(done) != len(plan.units):
         raise ReconcileError(f"rows scored ({scored}) + dead-lettered ({dead}) != rows read ({plan.rows}) "
                              f"over {len(done)} of {len(plan.units)} units ({len(short)} unit(s) short, e.g. "
                              f"{short[:5]}); nothing committed")
-    files = [(f["uri"], f["rows"]) for u in sorted(done) for f in done[u]["files"] if f["kind"] == "score"]
+    files = [(p.uri, p.rows) for u in sorted(done) for p in done[u].parts if p.dataset == SCORES]
     if files:
         scratch = layout.scratch("check")
         runs.Staging(layout).clear(scratch)
@@ -306,10 +304,10 @@ def _reconcile(plan: Plan, done: dict[int, dict], config: ScoreConfig, layout: r
             raise ReconcileError(f"{extra} id(s) scored more than once, {nulls} null; nothing committed")
 
 
-def _refuse_unreadable(done: dict[int, dict], config: ScoreConfig) -> None:
+def _refuse_unreadable(done: dict[int, UnitOutputs], config: ScoreConfig) -> None:
     """Without --skip-bad-files, row groups that could not be read stop the commit (their rows wait in
     staging as dead letters, so a rerun with the flag only commits)."""
-    unreadable = sorted({(u["uri"], u["error"]) for r in done.values() for u in r.get("unreadable", [])})
+    unreadable = sorted({(u.uri, u.error) for r in done.values() for u in r.unreadable})
     if unreadable and not config.skip_bad_files:
         more = f" (and {len(unreadable) - 1} more row group(s))" if len(unreadable) > 1 else ""
         uri, error = unreadable[0]
@@ -317,60 +315,45 @@ def _refuse_unreadable(done: dict[int, dict], config: ScoreConfig) -> None:
                         "dead letters (row_group_unreadable); the rows scored so far are kept")
 
 
-def _outputs(done: dict[int, dict], layout: runs.Layout) -> list[tuple[str, str, int]]:
-    """(staged uri, path relative to output, rows) of every part, in unit then row order."""
-    out = []
-    for unit in sorted(done):
-        for f in sorted(done[unit]["files"], key=lambda f: f["uri"]):
-            first_row = int(f["uri"].rsplit("-", 1)[1].split(".")[0])
-            dataset = runs.SCORES if f["kind"] == "score" else runs.DEAD_LETTERS
-            out.append((f["uri"], layout.part(dataset, unit, first_row), f["rows"]))
-    return out
+def _outputs(done: dict[int, UnitOutputs], layout: runs.Layout) -> list[tuple[StagedPart, str]]:
+    """Every staged part with its path relative to output, in unit then row order."""
+    return [(p, layout.part(p.dataset, unit, p.first_row))
+            for unit in sorted(done) for p in sorted(done[unit].parts, key=lambda p: p.uri)]
 
 
-def _manifest(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, done: dict[int, dict],
-              reused: dict[int, dict], started: float, attempt: str, outputs: list,
-              timings: dict[str, float]) -> dict[str, Any]:
-    total = _merge(list(done.values()))
-    seconds = time.time() - started
-    is_score = lambda path: path.startswith(runs.SCORES + "/")  # noqa: E731
-    scored = sum(n for _, path, n in outputs if is_score(path))
-    return {
-        "run": config.run_key, "run_id": config.run_date or config.run_id, "attempt": attempt,
-        "started_at": _iso(started), "finished_at": _iso(time.time()),
-        "wall_seconds": round(seconds, 3), "rows_per_second": round(plan.rows / seconds, 1) if seconds else 0.0,
-        "model": {"uri": config.model, "model_version": loaded.version, "vocab_hash": loaded.vocab_hash},
-        "config": to_dict(config),
-        "input": {"uri": config.input, "rows": plan.rows, "skipped_files": plan.skipped,
-                  "unreadable_row_groups": total["unreadable"],      # their rows are dead letters
-                  "files": [{"uri": f.uri, "rows": f.rows} for f in plan.files]},
-        "output": {"rows_scored": scored, "rows_dead_lettered": plan.rows - scored,
-                   "dead_letter_reasons": total["reasons"],
-                   "files": [{"path": path, "rows": n} for _, path, n in outputs if is_score(path)],
-                   "dead_letter_files": [{"path": path, "rows": n} for _, path, n in outputs
-                                         if not is_score(path)]},
-        "resume": {"units": len(plan.units), "units_reused": len(reused),
-                   "rows_reused": sum(r["rows"] for r in reused.values())},
-        "distributions": {"labels": total["labels"], "top_prob_histogram": total["top_prob_histogram"]},
-        "timings": {k: round(v, 3) for k, v in timings.items()},     # seconds of the run's passes
-    }
+def _manifest(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, done: dict[int, UnitOutputs],
+              reused: dict[int, UnitOutputs], started: float, attempt: str, outputs: list[tuple[StagedPart, str]],
+              timings: dict[str, float]) -> Manifest:
+    total, seconds = UnitOutputs.merge(list(done.values())), time.time() - started
+    files = {d: [OutputFile(path, p.rows) for p, path in outputs if p.dataset == d] for d in (SCORES, DEAD_LETTERS)}
+    scored = sum(f.rows for f in files[SCORES])
+    return Manifest(
+        run=config.run_key, run_id=config.run_date or config.run_id, attempt=attempt,
+        started_at=_iso(started), finished_at=_iso(time.time()), wall_seconds=round(seconds, 3),
+        rows_per_second=round(plan.rows / seconds, 1) if seconds else 0.0,
+        model=ModelRef(config.model, loaded.version, loaded.vocab_hash), config=to_dict(config),
+        input=InputSummary(config.input, plan.rows, [SkippedFile(**s) for s in plan.skipped], total.unreadable,
+                           [InputFile(f.uri, f.rows) for f in plan.files]),
+        output=OutputSummary(scored, plan.rows - scored, total.reasons, files[SCORES], files[DEAD_LETTERS]),
+        resume=ResumeSummary(len(plan.units), len(reused), sum(r.rows for r in reused.values())),
+        distributions=drift.Distributions(total.labels, total.top_prob_histogram),
+        timings={k: round(v, 3) for k, v in timings.items()})
 
 
 def _iso(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _check_drift(manifest: dict, layout: runs.Layout, max_drift: float | None) -> dict | None:
+def _check_drift(manifest: Manifest, layout: runs.Layout, max_drift: float | None) -> drift.Drift | None:
     previous = runs.previous_manifest(layout)
     if previous is None:
         log.info("drift: no earlier successful run under %s to compare with", layout.output)
         return None
-    result = {"previous_run": previous["run"],
-              **drift.compare(manifest["distributions"], previous["distributions"])}
+    result = drift.compare(manifest.distributions, previous.distributions, previous.run)
     log.info("drift vs %s: PSI of top-class probability %.4f, of predicted labels %.4f",
-             previous["run"], result["psi_top_prob"], result["psi_labels"])
-    if max_drift is not None and result["drift"] > max_drift:
-        raise DriftError(f"drift {result['drift']:.4f} vs {previous['run']} is over --max-drift {max_drift}; "
+             previous.run, result.psi_top_prob, result.psi_labels)
+    if max_drift is not None and result.drift > max_drift:
+        raise DriftError(f"drift {result.drift:.4f} vs {previous.run} is over --max-drift {max_drift}; "
                          f"not committed (the scored units stay staged, so a rerun only recommits)")
     return result
 
@@ -384,7 +367,7 @@ def _fingerprint(config: ScoreConfig, plan: Plan, lineage: dict[str, str]) -> di
     return fingerprint
 
 
-def _finish_cut_off_commit(layout: runs.Layout, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+def _finish_cut_off_commit(layout: runs.Layout, fingerprint: dict[str, Any]) -> Manifest | None:
     """Finish a commit an earlier attempt began and did not end (killed between its steps). Its
     manifest when that attempt ran this same run, which is then done; else None."""
     commit = runs.pending_commit(layout)
@@ -392,7 +375,7 @@ def _finish_cut_off_commit(layout: runs.Layout, fingerprint: dict[str, Any]) -> 
         return None
     same = runs.Staging(layout).recorded() == fingerprint
     log.warning("%s: finishing the commit that an earlier attempt (%s) began", layout.run_key,
-                commit.manifest.get("attempt"))
+                commit.manifest.attempt)
     for step in runs.commit_steps(layout, commit):
         step()
     return commit.manifest if same else None
@@ -427,6 +410,6 @@ def score(config: ScoreConfig) -> RunSummary:
         _refuse_unreadable(done, config)
         outputs = _outputs(done, layout)
         manifest = _manifest(config, loaded, plan, done, reused, started, attempt, outputs, timings)
-        manifest["drift"] = _check_drift(manifest, layout, config.max_drift)
-        runs.publish(layout, runs.Commit(tuple((staged, path) for staged, path, _ in outputs), manifest))
+        manifest.drift = _check_drift(manifest, layout, config.max_drift)
+        runs.publish(layout, runs.Commit(tuple((p.uri, path) for p, path in outputs), manifest))
     return RunSummary(layout, manifest)

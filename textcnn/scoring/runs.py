@@ -33,6 +33,7 @@ import pyarrow.fs as pafs
 
 from textcnn import storage
 from textcnn.errors import TextcnnError
+from textcnn.scoring.records import DEAD_LETTERS, SCORES, Manifest, UnitOutputs
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,6 @@ DONE = "_DONE.json"
 
 class LockedError(TextcnnError, RuntimeError):
     """Another live run of the same date holds the lock."""
-
-
-SCORES, DEAD_LETTERS = "scores", "dead_letters"   # the two datasets under <output>
 
 
 @dataclass(frozen=True)
@@ -88,6 +86,11 @@ class Layout:
     def part(self, dataset: str, unit: int, first_row: int) -> str:
         """A committed file's path relative to output, as the manifest lists it."""
         return f"{dataset}/{self.run_key}/part-{unit:06d}-{first_row:012d}.parquet"
+
+    def staged_part(self, dataset: str, unit: int, first_row: int) -> str:
+        """Where a unit's file is staged before the commit moves it to part(...)."""
+        kind = "score" if dataset == SCORES else "dead"
+        return storage.join(self.unit_dir(unit), f"{kind}-{first_row:012d}.parquet")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -208,7 +211,7 @@ class Staging:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
 
-    def start(self, fingerprint: dict) -> dict[int, dict]:
+    def start(self, fingerprint: dict) -> dict[int, UnitOutputs]:
         """Committed units ({unit: its _DONE record}) reusable from an interrupted attempt with the
         same model and input; anything else left in staging is removed."""
         plan_uri = storage.join(self.layout.staging, "plan.json")
@@ -237,15 +240,15 @@ class Staging:
         except ValueError:
             return None
 
-    def _done_record(self, unit: int) -> dict | None:
+    def _done_record(self, unit: int) -> UnitOutputs | None:
         uri = storage.join(self.layout.unit_dir(unit), DONE)
         try:
-            return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
-        except ValueError:
+            return UnitOutputs.from_json(storage.read_text(uri)) if storage.exists(uri) else None
+        except (ValueError, KeyError, TypeError):      # cut off while written, or an older version's
             return None
 
-    def commit_unit(self, unit: int, record: dict) -> None:
-        storage.write_text(storage.join(self.layout.unit_dir(unit), DONE), json.dumps(record))
+    def commit_unit(self, unit: int, record: UnitOutputs) -> None:
+        storage.write_text(storage.join(self.layout.unit_dir(unit), DONE), record.to_json())
 
     def dups_record(self) -> dict | None:
         """What the id pass recorded when it finished ({"input": plan fingerprint, "unreadable":
@@ -271,15 +274,15 @@ COMMIT = "commit.json"
 class Commit:
     """What a run publishes: its files ((staged uri, path relative to output)) and its manifest."""
     moves: tuple[tuple[str, str], ...]
-    manifest: dict
+    manifest: Manifest
 
     def to_json(self) -> str:
-        return json.dumps({"moves": [list(m) for m in self.moves], "manifest": self.manifest}, indent=1)
+        return json.dumps({"moves": [list(m) for m in self.moves], "manifest": self.manifest.to_dict()}, indent=1)
 
     @staticmethod
     def from_json(text: str) -> Commit:
         record = json.loads(text)
-        return Commit(tuple((a, b) for a, b in record["moves"]), record["manifest"])
+        return Commit(tuple((a, b) for a, b in record["moves"]), Manifest.from_dict(record["manifest"]))
 
 
 def pending_commit(layout: Layout) -> Commit | None:
@@ -306,7 +309,7 @@ def commit_steps(layout: Layout, commit: Commit) -> list[Callable[[], None]]:
     for staged, rel in commit.moves:
         steps.append(lambda staged=staged, rel=rel: _move_once(fs, storage.path_of(staged),
                                                                storage.path_of(storage.join(layout.output, rel))))
-    steps.append(lambda: storage.write_text(layout.manifest, json.dumps(commit.manifest, indent=2) + "\n"))
+    steps.append(lambda: storage.write_text(layout.manifest, json.dumps(commit.manifest.to_dict(), indent=2) + "\n"))
     steps.append(lambda: _delete_dir(layout.staging))
     return steps
 
@@ -340,21 +343,19 @@ def _move_once(fs: pafs.FileSystem, staged: str, final: str) -> None:
                                    "the staging of this run was removed by hand")
 
 
-_MANIFEST_KEYS = ("run", "finished_at", "output", "distributions")
-
-
-def read_manifest(layout: Layout) -> dict | None:
+def read_manifest(layout: Layout) -> Manifest | None:
     """The run's manifest; None when the run is not committed. A manifest that is not JSON or lacks
     what a manifest holds is a StorageError naming it."""
     if not storage.exists(layout.manifest):
         return None
     try:
-        manifest = json.loads(storage.read_text(layout.manifest))
+        record = json.loads(storage.read_text(layout.manifest))
     except ValueError as e:
         raise storage.StorageError(f"{layout.manifest}: not JSON ({e})") from None
-    if not isinstance(manifest, dict) or any(k not in manifest for k in _MANIFEST_KEYS):
-        raise storage.StorageError(f"{layout.manifest}: not a textcnn manifest (needs {', '.join(_MANIFEST_KEYS)})")
-    return manifest
+    try:
+        return Manifest.from_dict(record)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise storage.StorageError(f"{layout.manifest}: not a textcnn manifest (no {e})") from None
 
 
 def _runs(output: str) -> list[str]:
@@ -363,7 +364,7 @@ def _runs(output: str) -> list[str]:
                   and i.base_name.startswith(("run_date=", "run=")))
 
 
-def previous_manifest(layout: Layout) -> dict | None:
+def previous_manifest(layout: Layout) -> Manifest | None:
     """The last successful run before this one: the latest earlier date, or for run ids the most
     recently finished other run. An unreadable manifest is skipped with a warning."""
     others = [r for r in _runs(layout.output) if r != layout.run_key]
@@ -380,7 +381,7 @@ def previous_manifest(layout: Layout) -> dict | None:
             manifests.append(manifest)
             if layout.run_key.startswith("run_date="):
                 break
-    return max(manifests, key=lambda m: str(m["finished_at"]), default=None)
+    return max(manifests, key=lambda m: m.finished_at, default=None)
 
 
 def run_keys(output: str) -> set[str]:
@@ -394,6 +395,6 @@ def read_run(layout: Layout, dead_letter: bool = False) -> pa.Table:
     manifest = read_manifest(layout)
     if manifest is None:
         raise storage.StorageError(f"{layout.manifest}: missing; run {layout.run_key} is not committed")
-    files = manifest["output"]["dead_letter_files" if dead_letter else "files"]
+    files = manifest.output.dead_letter_files if dead_letter else manifest.output.files
     fs, root = storage.resolve(layout.output)
-    return pads.dataset([f"{root}/{f['path']}" for f in files], filesystem=fs, format="parquet").to_table()
+    return pads.dataset([f"{root}/{f.path}" for f in files], filesystem=fs, format="parquet").to_table()

@@ -9,7 +9,6 @@ resume, reconcile, commit) is textcnn.scoring.run.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -28,6 +27,8 @@ from textcnn.core.rows import RowLimits, as_mask, as_plain, check_rows
 from textcnn.core.text import cached_tokenizer
 from textcnn.scoring import drift, ids
 from textcnn.scoring.plan import row_key
+from textcnn.scoring.records import DEAD_LETTERS, SCORES, StagedPart, UnitOutputs, UnreadableRowGroup
+from textcnn.scoring.runs import Layout
 
 log = logging.getLogger(__name__)
 
@@ -235,37 +236,32 @@ def _write(fs: FileSystem, uri: str, table: pa.Table) -> None:
     pq.write_table(table, path, filesystem=fs)
 
 
-def _unit_part(fs: FileSystem, part: pa.Table, unit_dir: str, id_column: str,
-               lineage: dict[str, str]) -> dict[str, Any]:
+def _unit_part(fs: FileSystem, part: pa.Table, layout: Layout, unit: int, id_column: str,
+               lineage: dict[str, str]) -> UnitOutputs:
     """Write one unit's rows of a block as a score file and a dead-letter file, named by the block's
-    first row in the unit (so a retried block writes the same names); their summary."""
+    first row in the unit (so a retried block writes the same names); what it wrote."""
     first = int(pc.min(part["seq"]).as_py())
     bad = as_mask(part["reason"].is_valid())
     scored, dead = part.filter(pa.array(~bad)), part.filter(pa.array(bad))
-    record: dict[str, Any] = {"rows": part.num_rows, "files": []}
-    if scored.num_rows:
-        uri = storage.join(unit_dir, f"score-{first:012d}.parquet")
-        _write(fs, uri, _scores_table(scored, id_column, lineage))
-        record["files"].append({"kind": "score", "uri": uri, "rows": scored.num_rows})
-    if dead.num_rows:
-        uri = storage.join(unit_dir, f"dead-{first:012d}.parquet")
-        _write(fs, uri, _dead_table(dead, lineage["run_id"]))
-        record["files"].append({"kind": "dead", "uri": uri, "rows": dead.num_rows})
-    record["labels"] = dict(Counter(scored[PRED_LABEL].to_pylist()))
-    record["top_prob_histogram"] = drift.histogram(scored[PRED_PROB].to_numpy())
-    record["reasons"] = dict(Counter(dead["reason"].to_pylist()))
+    parts = []
+    for dataset, rows, table in ((SCORES, scored, lambda: _scores_table(scored, id_column, lineage)),
+                                 (DEAD_LETTERS, dead, lambda: _dead_table(dead, lineage["run_id"]))):
+        if rows.num_rows:
+            parts.append(StagedPart(dataset, layout.staged_part(dataset, unit, first), first, rows.num_rows))
+            _write(fs, parts[-1].uri, table())
     unreadable = dead.filter(pc.equal(dead["reason"], "row_group_unreadable"))
-    record["unreadable"] = [{"uri": uri, "error": why, "rows": n} for (uri, why), n in Counter(
-        zip(unreadable["source_file"].to_pylist(), unreadable["text_prefix"].to_pylist())).items()]
-    return record
+    groups = Counter(zip(unreadable["source_file"].to_pylist(), unreadable["text_prefix"].to_pylist()))
+    return UnitOutputs(part.num_rows, parts, dict(Counter(scored[PRED_LABEL].to_pylist())),
+                       dict(Counter(dead["reason"].to_pylist())), drift.histogram(scored[PRED_PROB].to_numpy()),
+                       [UnreadableRowGroup(uri, why, n) for (uri, why), n in groups.items()])
 
 
-def write_parts(batch: pa.Table, fs: FileSystem, unit_dirs: dict[int, str], id_column: str,
+def write_parts(batch: pa.Table, fs: FileSystem, layout: Layout, id_column: str,
                 lineage: dict[str, str]) -> pa.Table:
-    """The write stage: each unit's rows in this block to staging; one summary row per unit."""
+    """The write stage: each unit's rows in this block to staging; one row per unit, with what it
+    wrote (UnitOutputs as JSON: a Ray Data block holds Arrow columns)."""
     out = []
     for unit in np.unique(batch["unit"].to_numpy()).tolist():
         part = batch.filter(pc.equal(batch["unit"], unit))
-        record = _unit_part(fs, part, unit_dirs[unit], id_column, lineage)
-        out.append({"unit": unit, "record": json.dumps(record)})
+        out.append({"unit": unit, "record": _unit_part(fs, part, layout, unit, id_column, lineage).to_json()})
     return pa.Table.from_pylist(out, schema=pa.schema([("unit", pa.int32()), ("record", pa.string())]))
