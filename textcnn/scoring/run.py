@@ -275,7 +275,8 @@ def _score_pending(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Pla
             if seen == expected[unit]:
                 done[unit] = UnitOutputs.merge(parts.pop(unit))
                 staging.commit_unit(unit, done[unit])
-    log.debug("Ray Data stats:\n%s", ds.stats())
+    if log.isEnabledFor(logging.DEBUG):     # formatting every operator's block stats only when they are shown
+        log.debug("Ray Data stats:\n%s", ds.stats())
     missing = sorted(set(expected) - set(done))
     if missing:
         raise ReconcileError(f"{len(missing)} unit(s) did not complete, e.g. {missing[:5]}")
