@@ -119,7 +119,7 @@ class TrainConfig:
     freeze_embeddings: bool = False   # the file's vectors stay as read; other words still learn
     val_fraction: float = 0.1
     seed: int = 0
-    storage_path: str | None = None   # Ray Train checkpoints; default: see train.storage_root
+    storage_path: str | None = None   # Ray Train checkpoints; default: see training.prepare.storage_root
     run_name: str | None = None
     max_failures: int = 3             # worker-group restarts from the last checkpoint before giving up
     placement: str = "PACK"           # Ray placement of the workers: PACK, SPREAD or STRICT_SPREAD

@@ -10,7 +10,7 @@ from textcnn.core.rows import DataError
 from textcnn.core.text import VocabBuilder
 from textcnn.training.embeddings import read_vectors
 from textcnn.training.loop import Objective, optimizer_and_schedule, train_epoch
-from textcnn.training.train import build_model
+from textcnn.training.prepare import build_model
 
 pytestmark = pytest.mark.unit
 

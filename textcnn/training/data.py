@@ -1,4 +1,4 @@
-"""Ray Data plumbing shared by training and scoring: read Parquet, check columns, tokenize batches."""
+"""Training's Ray Data plumbing: read Parquet, check columns, survey the training split, tokenize batches."""
 
 from __future__ import annotations
 

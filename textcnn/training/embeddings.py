@@ -80,9 +80,19 @@ def read_vectors(uri: str, tokenizer: Tokenizer) -> np.ndarray:
 
     With a lowercasing tokenizer, a word's first spelling in the file wins ("The" before "the"
     only when "the" is absent)."""
-    index, lower = {t: i for i, t in enumerate(tokenizer.tokens)}, tokenizer.config.lowercase
     with storage.open_input(uri) as raw:
         binary = _is_binary(raw.read(_HEAD_BYTES))
+    out, found = _vocabulary_rows(uri, binary, tokenizer)
+    log.info("embeddings %s (%s): %d of %d vocabulary tokens found (%.1f%%), dimension %d", uri,
+             "word2vec binary" if binary else "text", found, len(tokenizer) - 1,
+             100.0 * found / max(len(tokenizer) - 1, 1), out.shape[1])
+    return out
+
+
+def _vocabulary_rows(uri: str, binary: bool, tokenizer: Tokenizer) -> tuple[np.ndarray, int]:
+    """The file's vectors as (V, E) rows of the vocabulary (NaN where it lacks a token), and how
+    many tokens it had; a second pass over the file, after read_vectors' look at its head."""
+    index, lower = {t: i for i, t in enumerate(tokenizer.tokens)}, tokenizer.config.lowercase
     out, dim, found = None, 0, 0
     with storage.open_input(uri) as raw:
         for where, word, values in (_binary_records if binary else _text_records)(raw, uri):
@@ -104,10 +114,7 @@ def read_vectors(uri: str, tokenizer: Tokenizer) -> np.ndarray:
             found += 1
     if out is None:
         raise DataError(f"embeddings {uri}: no vectors in the file")
-    log.info("embeddings %s (%s): %d of %d vocabulary tokens found (%.1f%%), dimension %d", uri,
-             "word2vec binary" if binary else "text", found, len(tokenizer) - 1,
-             100.0 * found / max(len(tokenizer) - 1, 1), dim)
-    return out
+    return out, found
 
 
 def apply_vectors(embedding: nn.Embedding, vectors: np.ndarray, freeze: bool) -> None:

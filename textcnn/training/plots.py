@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 
 def _pyplot() -> Any:
+    """pyplot with the Agg backend, or None without matplotlib. Imported here, not at the top: it is
+    optional, and a module-level import would set the backend for every importer of training."""
     try:
         import matplotlib
     except ImportError:

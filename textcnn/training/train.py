@@ -1,81 +1,76 @@
 """Training on Ray Train: a thin layer (train_func, fit) over the Ray-free core in textcnn.training.loop.
 
 One code path from 1 to N workers, CPU or GPU: the same train_func runs under TorchTrainer with
-ScalingConfig(num_workers, use_gpu); DDP comes from prepare_model.
+ScalingConfig(num_workers, use_gpu); DDP comes from prepare_model. What `textcnn tune` shares with
+it (the preparation on the driver, a fresh model, checkpoint state, the export) is in
+textcnn.training.prepare, and the refit phase's loop in textcnn.training.refit.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import functools
 import logging
 import os
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import ray
 import ray.train
 import ray.train.torch
 import torch
-from ray.data import Dataset
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from textcnn import console, runtime, storage
-from textcnn.config import ModelConfig, TrainConfig, to_dict, train_config_from_dict
-from textcnn.core import artifacts
-from textcnn.core.model import TextCNN
-from textcnn.core.text import Tokenizer
-from textcnn.training import embeddings, plots, presets, resume
-from textcnn.training.data import check_labelled, encode_labelled, read_labelled, survey
-from textcnn.training.embeddings import apply_vectors
-from textcnn.training.loop import (
-    EarlyStopping,
-    Loop,
-    Objective,
-    optimizer_and_schedule,
-    run_epochs,
-    run_train_epochs,
-    unwrap,
-)
+from textcnn.config import TrainConfig
+from textcnn.training import resume
+from textcnn.training.loop import Batch, EarlyStopping, Loop, Objective, optimizer_and_schedule, run_epochs, unwrap
 from textcnn.training.naive_bayes import init_ngrams
+from textcnn.training.prepare import (
+    Prepared,
+    Recipe,
+    Start,
+    build_model,
+    export_state,
+    forget_run,
+    load_checkpoint,
+    prepare,
+    state_dir,
+    storage_root,
+)
+from textcnn.training.refit import refit, summary
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "checkpoint.pt"
+SELECT, REFIT = "select", "refit"
 
 
-def load_checkpoint(checkpoint: ray.train.Checkpoint) -> dict[str, Any]:
-    with checkpoint.as_directory() as d:
-        return torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
+@dataclass
+class WorkerPlan:
+    """What train_func needs on every worker, resolved on the driver. TorchTrainer hands train_func
+    its train_loop_config, a dict: the plan travels in it, typed, under PLAN_KEY."""
+    recipe: Recipe
+    vectors: ray.ObjectRef | None   # the (V, E) initial embedding rows, put in the object store once
+    train_rows: int
+    refit_rows: int                 # train + validation rows of the refit phase; 0: no refit
+    feed: Any                       # a runtime.LogFeed's queue: where rank 0's log lines go
 
 
-def _restore(state: dict[str, Any] | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             scheduler: Any) -> tuple[int, list[dict]]:
+PLAN_KEY = "plan"
+
+
+def _restore(state: dict[str, Any] | None, start: Start) -> Start:
     """Load a checkpoint's state, if any, into the phase being set up: the next epoch and the history."""
     if state is None:
-        return 0, []
-    unwrap(model).load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+        return start
+    unwrap(start.model).load_state_dict(state["model"])
+    start.optimizer.load_state_dict(state["optimizer"])
+    start.scheduler.load_state_dict(state["scheduler"])
     log.info("resumed the %s phase from the checkpoint of its epoch %d", state.get("phase", SELECT), state["epoch"])
-    return state["epoch"] + 1, state["history"]
-
-
-@contextlib.contextmanager
-def state_dir(state: dict[str, Any]) -> Iterator[str]:
-    """A temporary directory holding state as CHECKPOINT_FILE, for Train's and Tune's reports."""
-    with tempfile.TemporaryDirectory() as d:
-        torch.save(state, os.path.join(d, CHECKPOINT_FILE))
-        yield d
-
-
-SELECT, REFIT = "select", "refit"
+    start.first_epoch, start.history = state["epoch"] + 1, state["history"]
+    return start
 
 
 def _report(metrics: dict[str, Any], state: dict[str, Any] | None, phase: str = SELECT,
@@ -94,31 +89,21 @@ def _report(metrics: dict[str, Any], state: dict[str, Any] | None, phase: str = 
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
-def build_model(model_config: ModelConfig, config: TrainConfig, vectors: Any = None) -> TextCNN:
-    """A fresh model, seeded, its embedding initialised from pre-trained vectors when given."""
-    torch.manual_seed(config.seed)
-    model = TextCNN(model_config)
-    if vectors is not None:
-        apply_vectors(model.embedding, vectors, config.freeze_embeddings)
-    return model
-
-
 class _Worker:
     """What every phase of train_func builds the same way on a Ray Train worker."""
 
-    def __init__(self, loop_config: dict[str, Any]) -> None:
-        self.lc = loop_config
-        self.config = train_config_from_dict(loop_config["train"])
-        self.model_config = ModelConfig(**loop_config["model"])
-        self.vectors = ray.get(loop_config["vectors"]) if loop_config["vectors"] is not None else None
+    def __init__(self, plan: WorkerPlan) -> None:
+        self.plan = plan
+        self.config, self.model_config = plan.recipe.config, plan.recipe.model_config
+        self.vectors = ray.get(plan.vectors) if plan.vectors is not None else None
         self.rank0 = ray.train.get_context().get_world_rank() == 0
         if self.rank0:
-            runtime.forward_logs(loop_config.get("feed"))
-        self.objective = Objective(self.model_config.multi_label, loop_config["class_weights"])
+            runtime.forward_logs(plan.feed)
+        self.objective = Objective(self.model_config.multi_label, plan.recipe.class_weights)
         label_dtype = torch.float32 if self.model_config.multi_label else torch.long
         self.as_tensors = dict(dtypes={"ids": torch.long, "label": label_dtype}, device=ray.train.torch.get_device())
 
-    def setup(self, dataset: str, rows: int, state: dict[str, Any] | None):
+    def setup(self, dataset: str, rows: int, state: dict[str, Any] | None) -> Start:
         """A fresh DDP model, its optimizer and schedule for rows per epoch of dataset, resumed from
         state; without state, the n-gram branch starts from counts over dataset (naive Bayes, IDF)."""
         model = build_model(self.model_config, self.config, self.vectors)
@@ -129,16 +114,16 @@ class _Worker:
         model = ray.train.torch.prepare_model(model)
         steps = -(-rows // (self.config.batch_size * ray.train.get_context().get_world_size()))
         optimizer, scheduler = optimizer_and_schedule(model, self.config, steps)
-        return model, optimizer, scheduler, *_restore(state, model, optimizer, scheduler)
+        return _restore(state, Start(model, optimizer, scheduler, self.objective))
 
-    def batches(self, dataset: str):
-        def per_epoch(epoch: int):
+    def batches(self, dataset: str) -> Callable[[int], Iterable[Batch]]:
+        def per_epoch(epoch: int) -> Iterable[Batch]:
             return ray.train.get_dataset_shard(dataset).iter_torch_batches(
                 batch_size=self.config.batch_size, local_shuffle_buffer_size=4 * self.config.batch_size,
                 local_shuffle_seed=self.config.seed + epoch, **self.as_tensors)
         return per_epoch
 
-    def val_batches(self):
+    def val_batches(self) -> Iterable[Batch]:
         return ray.train.get_dataset_shard("val").iter_torch_batches(batch_size=1024, **self.as_tensors)
 
 
@@ -151,11 +136,11 @@ def _sum_over_workers(counts: torch.Tensor) -> torch.Tensor:
     return on_device.cpu()
 
 
-def train_func(loop_config: dict[str, Any]) -> None:
+def train_func(loop_config: dict[str, WorkerPlan]) -> None:
     """Runs on every Ray Train worker: the selection phase (train, validate each epoch, stop early),
-    then, when loop_config["refit_rows"], the refit phase in the same worker group (no second start
+    then, when the plan has refit rows, the refit phase in the same worker group (no second start
     of Ray Train): a fresh model trained on train + validation for the picked epoch count."""
-    w = _Worker(loop_config)
+    w = _Worker(loop_config[PLAN_KEY])
     torch.set_num_threads(max(1, int(w.config.cpus_per_worker)))
     latest = ray.train.get_checkpoint()
     state = load_checkpoint(latest) if latest is not None else None
@@ -163,30 +148,27 @@ def train_func(loop_config: dict[str, Any]) -> None:
         selection, state = _select(w, state), None
     else:
         selection = state["selection_history"]
-    if loop_config["refit_rows"]:
+    if w.plan.refit_rows:
         _refit(w, selection, state)
 
 
 def _select(w: _Worker, state: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Train, validate after each epoch, stop early; returns the history of every epoch."""
-    model, optimizer, scheduler, first, history = w.setup("train", w.lc["train_rows"], state)
+    start = w.setup("train", w.plan.train_rows, state)
     report = functools.partial(_report, epochs=w.config.epochs)
-    return run_epochs(model, optimizer, scheduler, w.objective, w.config,
-                      Loop(w.batches("train"), w.val_batches, report, w.lc["labels"],
-                           saves_state=w.rank0, history=history, first_epoch=first))
+    return run_epochs(start.model, start.optimizer, start.scheduler, start.objective, w.config,
+                      Loop(w.batches("train"), w.val_batches, report, w.plan.recipe.labels,
+                           saves_state=w.rank0, history=start.history, first_epoch=start.first_epoch))
 
 
 def _refit(w: _Worker, selection: list[dict[str, Any]], state: dict[str, Any] | None) -> None:
-    """Train a fresh model on every row, same recipe and learning-rate schedule, and stop it after
-    the epoch early stopping picked. Its checkpoints rank below every selection checkpoint (see
-    _report): the best two of those stay kept, and Ray Train always keeps the latest, from which a
-    killed refit resumes."""
+    """The refit phase (textcnn.training.refit), stopped after the epoch early stopping picked. Its
+    checkpoints rank below every selection checkpoint (see _report): the best two of those stay
+    kept, and Ray Train always keeps the latest, from which a killed refit resumes."""
     epochs = EarlyStopping.replay(w.config.patience, selection).best_epoch + 1
-    model, optimizer, scheduler, first, history = w.setup("all", w.lc["refit_rows"], state)
+    start = w.setup("all", w.plan.refit_rows, state)
     report = functools.partial(_report, phase=REFIT, selection_history=selection, epochs=epochs)
-    run_train_epochs(model, optimizer, scheduler, w.objective, w.config,
-                     Loop(w.batches("all"), None, report, w.lc["labels"], saves_state=w.rank0,
-                          history=history, first_epoch=first, end_epoch=epochs))
+    refit(start, w.config, w.batches("all"), w.plan.recipe.labels, epochs, report, saves_state=w.rank0)
 
 
 @dataclass
@@ -211,20 +193,6 @@ def run_name(config: TrainConfig) -> str:
     return config.run_name or f"textcnn-{os.path.basename(config.output.rstrip('/'))}-{int(time.time())}"
 
 
-def storage_root(config: TrainConfig, kind: str = "checkpoints") -> str:
-    """Where runs keep their checkpoints: --storage-path; else, for a remote model directory,
-    beside it (s3://bucket/models/_checkpoints, which every node reaches); else the user's cache
-    (~/.cache/textcnn/checkpoints). Never the working directory: `ray job submit --working-dir .`
-    uploads it, at most 100 MiB, and a default model's two checkpoints on the bundled sample took
-    139 MB of models/_checkpoints beside the README's models/rt."""
-    if config.storage_path:
-        return config.storage_path
-    if storage.is_remote(config.output):
-        return storage.join(storage.dirname(config.output), f"_{kind}")
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(cache, "textcnn", kind)
-
-
 def _start_run(p: Prepared) -> tuple[str, str]:
     """The run's name and folder, checked against (or recorded in) its record (see resume.py)."""
     name = run_name(p.config)
@@ -233,17 +201,6 @@ def _start_run(p: Prepared) -> tuple[str, str]:
         log.info("checkpoints of run %s go to %s (killed, it resumes when started again with --run-name %s)",
                  name, run_uri, name)
     return name, run_uri
-
-
-def forget_run(run_uri: str) -> None:
-    """Remove a finished run's checkpoints: the model directory, written, holds its result, and
-    a default run's name is new each time, so kept checkpoints (~140 MB a run) would only pile up.
-    A run started again under the name then trains afresh."""
-    try:
-        storage.remove_tree(run_uri)
-        log.info("run finished: removed its checkpoints at %s", run_uri)
-    except storage.StorageError as e:         # the model is written: a leftover is not a failure
-        log.warning("could not remove the finished run's checkpoints: %s", e)
 
 
 def _run_config(config: TrainConfig, name: str) -> RunConfig:
@@ -256,95 +213,48 @@ def _run_config(config: TrainConfig, name: str) -> RunConfig:
                      failure_config=FailureConfig(max_failures=config.max_failures))
 
 
-@dataclass
-class Prepared:
-    """Everything a training run needs before the first step, resolved on the driver."""
-    config: TrainConfig           # with the automatic choices filled in
-    model_config: ModelConfig
-    tokenizer: Tokenizer
-    labels: list[str]
-    class_weights: list[float] | None
-    vectors: np.ndarray | None    # (V, E) initial embedding rows; NaN rows: not in the file
-    train: Dataset                # encoded {"ids", "label"}, materialised
-    val: Dataset
-    train_rows: int
-
-
-def prepare(config: TrainConfig) -> Prepared:
-    """Read and survey the data, resolve the automatic choices, build the vocabulary, tokenize once."""
-    check_labelled(config)
-    runtime.ensure_ray()
-    runtime.require(config.workers * config.cpus_per_worker, config.workers if config.use_gpu else 0,
-                    f"training with {config.workers} worker(s)")
-    train_ds, val_ds = read_labelled(config)
-    found = survey(train_ds, config)
-    config = presets.resolve(config, found)
-    tokenizer = found.builder.build(config.tokenizer)
-    vectors = embeddings.read_vectors(config.embeddings, tokenizer) if config.embeddings else None
-    model_config = dataclasses.replace(
-        config.model, vocab_size=len(tokenizer), num_classes=len(found.labels), multi_label=found.multi_label,
-        embed_dim=config.model.embed_dim if vectors is None else vectors.shape[1])
-    log.info("vocabulary of %d tokens (hash %s), %d %s classes: %s", len(tokenizer), tokenizer.hash(),
-             len(found.labels), "multi-label" if found.multi_label else "single-label", found.labels)
-    # Tokenize once, not once per epoch: training sets fit the object store (it spills to disk).
-    encode = functools.partial(encode_labelled, tokenizer=tokenizer, labels=found.labels,
-                               multi_label=found.multi_label, config=config)
-    return Prepared(config, model_config, tokenizer, found.labels, presets.class_weights(config, found),
-                    vectors, encode(train_ds).materialize(), encode(val_ds).materialize(), found.rows)
-
-
 def _trainer(p: Prepared, run_config: RunConfig, refit_rows: int, feed: runtime.LogFeed) -> TorchTrainer:
     """refit_rows: train + validation rows of the refit phase (0: no refit); feed: where rank 0's
     log lines go."""
     datasets = {"train": p.train, "val": p.val}
     if refit_rows:
         datasets["all"] = p.train.union(p.val)
+    plan = WorkerPlan(p.recipe(), None if p.vectors is None else ray.put(p.vectors), p.train_rows, refit_rows,
+                      feed.queue)
     return TorchTrainer(
-        train_func,
-        train_loop_config={"train": to_dict(p.config), "model": to_dict(p.model_config), "labels": p.labels,
-                           "class_weights": p.class_weights, "train_rows": p.train_rows,
-                           "refit_rows": refit_rows, "feed": feed.queue,
-                           "vectors": None if p.vectors is None else ray.put(p.vectors)},
+        train_func, train_loop_config={PLAN_KEY: plan},
         scaling_config=_scaling(p.config), run_config=run_config, datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=["train", "all"] if refit_rows else ["train"]))  # all of val
+
+
+def _exported(result: ray.train.Result, refit_rows: int) -> tuple[dict[str, Any], list[dict[str, Any]],
+                                                                  dict[str, Any] | None]:
+    """The state to export from a finished run, the selection's history, and the refit's summary:
+    the best selection epoch's state, its weights the refit's when the run refit."""
+    latest = load_checkpoint(result.checkpoint)
+    selection = [(c, m) for c, m in result.best_checkpoints if m.get("phase", SELECT) == SELECT]
+    # ties go to the earlier epoch, as in early stopping
+    best, _ = max(selection, key=lambda cm: (cm[1]["val_metric"], -cm[1]["epoch"]))
+    state = load_checkpoint(best)
+    if latest.get("phase") != REFIT:
+        return state, latest["history"], None                  # the latest checkpoint has every epoch
+    done = {**summary(latest["history"], refit_rows),
+            "attempt_start_epoch": latest["history"][-1]["attempt_start_epoch"]}  # > 0: resumed
+    log.debug("refit on all %d rows for %d epoch(s)", done["rows"], done["epochs"])
+    return {**state, "model": latest["model"]}, latest["selection_history"], done
 
 
 def fit(config: TrainConfig) -> FitResult:
     """Train on Ray and export the model directory config.output: the best epoch on validation, or,
     with refit (validation carved from train), a model trained again on every row for that many
-    epochs (train_func's refit phase: the peers train on every row, and the held-out 10% had cost
-    about a point of test accuracy on the shared sets)."""
+    epochs (train_func's refit phase, textcnn.training.refit)."""
     started = time.perf_counter()
     p = prepare(config)
     refit_rows = p.train_rows + p.val.count() if p.config.refits else 0
     name, run_uri = _start_run(p)
     with runtime.LogFeed() as feed:
         result = _trainer(p, _run_config(p.config, name), refit_rows, feed).fit()
-    latest = load_checkpoint(result.checkpoint)
-    selection = [(c, m) for c, m in result.best_checkpoints if m.get("phase", SELECT) == SELECT]
-    # ties go to the earlier epoch, as in early stopping
-    best, _ = max(selection, key=lambda cm: (cm[1]["val_metric"], -cm[1]["epoch"]))
-    state, refit_done = load_checkpoint(best), None
-    history = latest["history"]                                # the latest checkpoint has every epoch
-    if latest.get("phase") == REFIT:
-        history, state = latest["selection_history"], {**state, "model": latest["model"]}
-        refit_done = {"epochs": len(latest["history"]), "rows": refit_rows,
-                      "train_loss": [h["train_loss"] for h in latest["history"]],
-                      "attempt_start_epoch": latest["history"][-1]["attempt_start_epoch"]}  # > 0: resumed
-        log.debug("refit on all %d rows for %d epoch(s)", refit_done["rows"], refit_done["epochs"])
+    state, history, refit_done = _exported(result, refit_rows)
     version, metrics = export_state(state, history, p, p.config, p.model_config, refit_done)
     forget_run(run_uri)
     return FitResult(p.config.output, version, metrics, history, time.perf_counter() - started, refit_done)
-
-
-def export_state(state: dict[str, Any], history: list[dict[str, Any]], p: Prepared, config: TrainConfig,
-                 model_config: ModelConfig, refit: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-    """Write a checkpoint's state as the model directory config.output, with its curves; returns
-    the model version and the exported epoch's validation report (of the selection run, if refit)."""
-    metrics = {**state["report"], "epoch": state["epoch"], "val_loss": history[state["epoch"]]["val_loss"]}
-    extra = {"refit": refit} if refit else {}
-    version = artifacts.save(config.output, state["model"], model_config, p.tokenizer, p.labels,
-                             {"validation": metrics, "history": history, **extra}, to_dict(config),
-                             thresholds=state["report"].get("thresholds"))
-    plots.training_curves(history, storage.join(config.output, "curves.png"), chosen=state["epoch"])
-    return version, metrics

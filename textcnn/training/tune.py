@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,18 +26,10 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from textcnn import storage
 from textcnn.config import ModelConfig, TrainConfig
-from textcnn.training.loop import Loop, Objective, optimizer_and_schedule, run_epochs, run_train_epochs
+from textcnn.training import prepare as shared  # what train.py prepares, builds, checkpoints and exports alike
+from textcnn.training.loop import Batch, Loop, Objective, optimizer_and_schedule, run_epochs
 from textcnn.training.naive_bayes import init_ngrams
-from textcnn.training.train import (
-    Prepared,
-    build_model,
-    export_state,
-    forget_run,
-    load_checkpoint,
-    prepare,
-    state_dir,
-    storage_root,
-)
+from textcnn.training.refit import refit, summary
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +46,15 @@ SPACE: dict[str, Any] = {
 def search_space(embed_dim: int | None) -> dict[str, Any]:
     """SPACE; with pre-trained vectors their dimension is the embedding size, not a draw."""
     return SPACE if embed_dim is None else {**SPACE, "embed_dim": embed_dim}
+
+
+@dataclass
+class TrialSetup:
+    """What every trial (and the best one's refit) starts from, resolved on the driver; Tune puts it
+    in the object store once (tune.with_parameters)."""
+    recipe: shared.Recipe
+    vectors: np.ndarray | None     # (V, E) initial embedding rows
+    cpus_per_trial: float
 
 
 def _arrays(ds: Any) -> dict[str, np.ndarray]:
@@ -75,43 +77,41 @@ def trial_configs(trial: dict[str, Any], base: TrainConfig,
 
 
 def _tune_report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-    with state_dir(state) as d:
+    with shared.state_dir(state) as d:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
 
-def _setup(trial: dict[str, Any], setup: dict[str, Any], train: dict[str, np.ndarray]):
+def _setup(trial: dict[str, Any], setup: TrialSetup, train: dict[str, np.ndarray]) -> tuple[TrainConfig, shared.Start]:
     """The trial's configs, and a fresh model (n-gram branch from train's counts), optimizer and schedule."""
-    config, model_config = trial_configs(trial, setup["config"], setup["model_config"])
-    torch.set_num_threads(max(1, int(setup["cpus_per_trial"])))
-    model = build_model(model_config, config, setup["vectors"])
+    config, model_config = trial_configs(trial, setup.recipe.config, setup.recipe.model_config)
+    torch.set_num_threads(max(1, int(setup.cpus_per_trial)))
+    model = shared.build_model(model_config, config, setup.vectors)
     init_ngrams(model, _batches(train, 4096, None), model_config.multi_label,
                 naive_bayes=config.ngram_init == "naive_bayes")
     optimizer, scheduler = optimizer_and_schedule(model, config, -(-len(train["ids"]) // config.batch_size))
-    objective = Objective(model_config.multi_label, setup["class_weights"])
-    return config, model, optimizer, scheduler, objective
+    objective = Objective(model_config.multi_label, setup.recipe.class_weights)
+    return config, shared.Start(model, optimizer, scheduler, objective)
 
 
-def _train_batches(data: dict[str, np.ndarray], config: TrainConfig):
+def _train_batches(data: dict[str, np.ndarray], config: TrainConfig) -> Callable[[int], list[Batch]]:
     return lambda epoch: _batches(data, config.batch_size, config.seed + epoch)
 
 
-def trainable(trial: dict[str, Any], setup: dict[str, Any], train: dict[str, np.ndarray],
+def trainable(trial: dict[str, Any], setup: TrialSetup, train: dict[str, np.ndarray],
               val: dict[str, np.ndarray]) -> None:
     """One trial: the same loop as a Ray Train worker, on in-memory batches."""
-    config, model, optimizer, scheduler, objective = _setup(trial, setup, train)
-    loop = Loop(_train_batches(train, config), lambda: _batches(val, 1024, None), _tune_report, setup["labels"])
-    run_epochs(model, optimizer, scheduler, objective, config, loop)
+    config, start = _setup(trial, setup, train)
+    loop = Loop(_train_batches(train, config), lambda: _batches(val, 1024, None), _tune_report, setup.recipe.labels)
+    run_epochs(start.model, start.optimizer, start.scheduler, start.objective, config, loop)
 
 
-def refit_trial(trial: dict[str, Any], setup: dict[str, Any], rows: dict[str, np.ndarray],
-                epochs: int) -> tuple[dict[str, torch.Tensor], list[float]]:
-    """The trial's configuration trained afresh on rows (train + validation) for epochs, with the
-    trial's recipe and schedule (as train.py's refit); returns its weights and training losses."""
-    config, model, optimizer, scheduler, objective = _setup(trial, setup, rows)
-    history = run_train_epochs(model, optimizer, scheduler, objective, config,
-                               Loop(_train_batches(rows, config), None, lambda m, s: None, setup["labels"],
-                                    saves_state=False, end_epoch=epochs))
-    return model.state_dict(), [h["train_loss"] for h in history]
+def refit_trial(trial: dict[str, Any], setup: TrialSetup, rows: dict[str, np.ndarray],
+                epochs: int) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """The Ray task of the best trial's refit (textcnn.training.refit) on rows (train + validation);
+    returns its weights and history."""
+    config, start = _setup(trial, setup, rows)
+    history = refit(start, config, _train_batches(rows, config), setup.recipe.labels, epochs)
+    return start.model.state_dict(), history
 
 
 @dataclass
@@ -135,21 +135,21 @@ def _trial_rows(results: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _export(p: Prepared, best: Any, setup: dict[str, Any], train: dict[str, np.ndarray],
+def _export(p: shared.Prepared, best: Any, setup: TrialSetup, train: dict[str, np.ndarray],
             val: dict[str, np.ndarray] | None) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
     """Export the best trial's best epoch; or, when val is given (refit), its configuration trained
     afresh on train + val for as many epochs, in one Ray task of a trial's size."""
     config, model_config = trial_configs(best.config, p.config, p.model_config)
     checkpoint, _ = max(best.best_checkpoints, key=lambda cm: cm[1]["val_metric"])
-    state, done = load_checkpoint(checkpoint), None
+    state, done = shared.load_checkpoint(checkpoint), None
     if val is not None:
         rows = {k: np.concatenate([train[k], val[k]]) for k in train}
         epochs = state["epoch"] + 1
-        task = ray.remote(refit_trial).options(num_cpus=setup["cpus_per_trial"])
-        weights, losses = ray.get(task.remote(best.config, setup, rows, epochs))
-        state, done = {**state, "model": weights}, {"epochs": epochs, "rows": len(rows["ids"]), "train_loss": losses}
+        task = ray.remote(refit_trial).options(num_cpus=setup.cpus_per_trial)
+        weights, history = ray.get(task.remote(best.config, setup, rows, epochs))
+        state, done = {**state, "model": weights}, summary(history, len(rows["ids"]))
         log.info("refit the best trial on all %d rows for %d epoch(s)", done["rows"], epochs)
-    return *export_state(state, state["history"], p, config, model_config, done), done
+    return *shared.export_state(state, state["history"], p, config, model_config, done), done
 
 
 def run_search(config: TrainConfig, samples: int, cpus_per_trial: float = 1.0, grace_epochs: int = 1,
@@ -157,14 +157,13 @@ def run_search(config: TrainConfig, samples: int, cpus_per_trial: float = 1.0, g
     """Try `samples` hyperparameter draws (ASHA stops the weak ones early); export the best model,
     refit on every row when config.refits."""
     started = time.perf_counter()
-    p = prepare(config)
-    setup = {"config": p.config, "model_config": p.model_config, "labels": p.labels,
-             "class_weights": p.class_weights, "cpus_per_trial": cpus_per_trial, "vectors": p.vectors}
+    p = shared.prepare(config)
+    setup = TrialSetup(p.recipe(), p.vectors, cpus_per_trial)
     train, val = _arrays(p.train), _arrays(p.val)
     fn = tune.with_resources(tune.with_parameters(trainable, setup=setup, train=train, val=val),
                              {"cpu": cpus_per_trial})
     scheduler = ASHAScheduler(max_t=p.config.epochs, grace_period=grace_epochs, reduction_factor=2)
-    name, root = config.run_name or f"tune-{int(time.time())}", storage_root(config, "tune")
+    name, root = config.run_name or f"tune-{int(time.time())}", shared.storage_root(config, "tune")
     fs, path = storage.resolve(root)
     keep_best = tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_metric",
                                       checkpoint_score_order="max")
@@ -180,6 +179,6 @@ def run_search(config: TrainConfig, samples: int, cpus_per_trial: float = 1.0, g
     best = results.get_best_result(metric="val_metric", mode="max", scope="all")
     version, metrics, done = _export(p, best, setup, train, val if p.config.refits else None)
     trials = _trial_rows(results)
-    forget_run(storage.join(root, name))
+    shared.forget_run(storage.join(root, name))
     return TuneResult(config.output, version, {k: best.config[k] for k in SPACE}, metrics,
                       trials, time.perf_counter() - started, done)
