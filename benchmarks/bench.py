@@ -349,7 +349,7 @@ class DriverRun:
         return self.rows / self.seconds
 
 
-def _status(pid: int, fields: tuple[str, ...]) -> list[int]:
+def proc_status(pid: int, fields: tuple[str, ...]) -> list[int]:
     """Bytes of the given /proc/<pid>/status fields (0 once the process is gone)."""
     try:
         lines = open(f"/proc/{pid}/status").read().splitlines()
@@ -368,7 +368,7 @@ def driver_run(args: list[str], output: str, run_id: str, code: str) -> DriverRu
     # run in `code`: `python -m` puts the working directory first on the path, before PYTHONPATH
     process, peak, private = subprocess.Popen(command, env=env, cwd=code, stdout=subprocess.DEVNULL), 0, 0
     while process.poll() is None:
-        hwm, anon = _status(process.pid, ("VmHWM", "RssAnon"))
+        hwm, anon = proc_status(process.pid, ("VmHWM", "RssAnon"))
         peak, private = max(peak, hwm), max(private, anon)
         time.sleep(0.2)
     if process.returncode:

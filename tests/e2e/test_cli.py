@@ -33,7 +33,7 @@ def run(args, cwd=ROOT, check=True, timeout=600):
     return proc
 
 
-@pytest.mark.parametrize("script", ["train", "score", "tune", "demo", "accuracy", "cuda_check"])
+@pytest.mark.parametrize("script", ["train", "score", "tune", "demo", "accuracy", "cuda_check", "gpu_check"])
 def test_job_scripts_help(script):
     out = run([sys.executable, f"jobs/{script}.py", "--help"]).stdout
     assert "Usage:" in out and "--help" in out
