@@ -6,7 +6,7 @@
     gives the run's marginal rate and its fixed cost; (c) the tokenizer alone on one core against
     fastText's whole prediction on the same texts, in the same run; (d) int8 against fp32: rows/s of
     the bare loop and held-out accuracy; (e) peak memory of the driver and of a scoring actor;
-(f) the driver's peak memory against the corpus size, beside the old driver path (issue 33).
+(f) the driver's peak memory against the corpus size, beside the old driver path.
 """
 
 from __future__ import annotations
@@ -308,7 +308,7 @@ def marginal(small: PipelineRun, large: PipelineRun) -> tuple[float, float] | No
 # --- the driver's memory against the corpus size (jobs/bench.py --driver-memory) ---------------------
 
 # The last commit whose driver read every id (plan), found duplicates by sorting them and reconciled
-# against them (issue 33): the bench scores beside it, in the same invocation, for the rows/s ratio.
+# against them: the bench scores beside it, in the same invocation, for the rows/s ratio.
 DRIVER_IDS_COMMIT = "f40840c"
 SYNTHETIC_FILE_ROWS = 50_000
 _WORDS = ("a good film bad great fun dull and slow the story is not worth it best movie of year "

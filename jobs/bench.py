@@ -48,7 +48,7 @@ from textcnn.cli import run_process  # noqa: E402
 @click.option("--small-files", default=128, show_default=True,
               help="Also score the 1x corpus as files of this many rows (0: skip).")
 @click.option("--workdir", default="runs/bench", show_default=True)
-@click.option("--driver-memory", is_flag=True, help="Only the driver's memory against the corpus size (issue 33).")
+@click.option("--driver-memory", is_flag=True, help="Only the driver's memory against the corpus size.")
 @click.option("--driver-memory-rows", default="1000000,3000000,10000000", show_default=True,
               help="Corpus sizes of --driver-memory, comma-separated.")
 @click.option("--driver-memory-old-rows", default=3_000_000, show_default=True,

@@ -1,4 +1,4 @@
-"""The GPU node check, end to end under Ray, in one command (issue 34): starts a local Ray with the
+"""The GPU node check, end to end under Ray, in one command: starts a local Ray with the
 node's GPU and CPUs; trains on the bundled sample with `textcnn train --gpus` (1 worker); scores a
 synthetic corpus with `textcnn score --gpus` (the CPU tokenize tasks on the other cores) while
 sampling nvidia-smi; measures the host's tokenization ceiling (the tokenizer alone on every core);
