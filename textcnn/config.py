@@ -161,6 +161,8 @@ class TrainConfig:
 
 DATE_RE = r"\d{4}-\d{2}-\d{2}"
 RUN_ID_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
+TABLE_RE = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+"    # namespace.table (Iceberg, --output-table)
+CATALOG_RE = r"[A-Za-z][A-Za-z0-9_-]{0,63}"      # a pyiceberg catalog name (PYICEBERG_CATALOG__<NAME>__*)
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,8 @@ class ScoreConfig:
     precision: str = "auto"       # auto: bf16 autocast on GPU, fp32 on CPU; int8: quantized, CPU only
     keep_columns: tuple[str, ...] = ()  # input columns carried through to the score files, after the id
     no_id: bool = False           # the input has no ids: id_column then holds "<file>:<row>" (stages.Columns)
+    output_table: str = ""        # namespace.table: commit to Iceberg tables instead of folders (scoring/tables.py)
+    catalog: str = "default"      # the pyiceberg catalog of output_table; unconfigured: SQLite under output
 
     def __post_init__(self) -> None:
         for name in ("model", "input", "output", "id_column", "text_column"):
@@ -215,6 +219,12 @@ class ScoreConfig:
         _check(not (self.precision == "int8" and self.use_gpu), "precision", "int8 is for CPU actors; use bf16 on GPU")
         _check(not (self.precision == "int8" and self.explain), "precision",
                "explanations read the fp32 convolutions; score with --explain at fp32")
+        if self.output_table:
+            _check(re.fullmatch(TABLE_RE, self.output_table) is not None, "output_table",
+                   f"must be namespace.table (letters, digits, _), got {self.output_table!r}")
+        _check(re.fullmatch(CATALOG_RE, self.catalog) is not None, "catalog",
+               f"must match {CATALOG_RE}, got {self.catalog!r}")
+        _check(self.catalog == "default" or bool(self.output_table), "catalog", "needs output_table")
 
     @property
     def run_key(self) -> str:

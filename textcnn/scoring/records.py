@@ -92,7 +92,17 @@ class SkippedFile:
 
 @dataclass(frozen=True)
 class OutputFile:
-    path: str        # relative to the output folder
+    path: str        # relative to the output folder; with --output-table, the Iceberg data file's URI
+    rows: int
+
+
+@dataclass(frozen=True)
+class TableCommit:
+    """A dataset committed to an Iceberg table (--output-table): the snapshot that replaced the run's
+    partition (None when the table had nothing to replace and the run nothing to add)."""
+    catalog: str
+    table: str
+    snapshot_id: int | None
     rows: int
 
 
@@ -139,6 +149,7 @@ class Manifest:
     distributions: drift.Distributions
     timings: dict[str, float] = field(default_factory=dict)     # seconds of the run's passes
     drift: drift.Drift | None = None
+    tables: dict[str, TableCommit] = field(default_factory=dict)   # {dataset: its snapshot}, --output-table
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -156,4 +167,5 @@ class Manifest:
             OutputSummary(o["rows_scored"], o["rows_dead_lettered"], o["dead_letter_reasons"],
                           [OutputFile(**f) for f in o["files"]], [OutputFile(**f) for f in o["dead_letter_files"]]),
             ResumeSummary(**d["resume"]), drift.Distributions(**d["distributions"]), d.get("timings", {}),
-            drift.Drift(**d["drift"]) if d.get("drift") else None)
+            drift.Drift(**d["drift"]) if d.get("drift") else None,
+            {k: TableCommit(**v) for k, v in d.get("tables", {}).items()})

@@ -37,7 +37,7 @@ from textcnn.core import artifacts
 from textcnn.core.model import TextCNN
 from textcnn.core.rows import DataError, RowLimits
 from textcnn.errors import TextcnnError
-from textcnn.scoring import drift, ids, runs
+from textcnn.scoring import drift, ids, runs, tables
 from textcnn.scoring.plan import Mapper, Plan, plan_input
 from textcnn.scoring.records import (
     DEAD_LETTERS,
@@ -114,9 +114,14 @@ class RunSummary:
     def line(self) -> str:
         d = self.manifest.drift
         shift = f"drift {d.drift:.3f} vs {d.previous_run}" if d else "no previous run to compare"
+        if self.manifest.tables:
+            s, dl = (self.manifest.tables[k] for k in (SCORES, DEAD_LETTERS))
+            where = f"table {s.table} snapshot {s.snapshot_id} (dead letters: {dl.table} snapshot {dl.snapshot_id})"
+        else:
+            where = f"{self.run_dir} (dead letters: {self.layout.dead_letter_dir})"
         return (f"{self.manifest.run}: {self.rows_scored:,} scored + {self.rows_dead:,} dead-lettered "
                 f"of {self.rows_in:,} rows in {self.seconds:.1f} s ({self.rows_per_second:,.0f} rows/s); "
-                f"{shift}; -> {self.run_dir} (dead letters: {self.layout.dead_letter_dir})")
+                f"{shift}; -> {where}")
 
 
 def _check_output(config: ScoreConfig) -> None:
@@ -368,6 +373,11 @@ def _fingerprint(config: ScoreConfig, plan: Plan, lineage: dict[str, str]) -> di
     return fingerprint
 
 
+def _commit_steps(commit: runs.Commit) -> Any:
+    """How a commit is published: into Iceberg tables (tables.commit_steps) or the output folder."""
+    return tables.commit_steps if commit.manifest.config.get("output_table") else runs.commit_steps
+
+
 def _finish_cut_off_commit(layout: runs.Layout, fingerprint: dict[str, Any]) -> Manifest | None:
     """Finish a commit an earlier attempt began and did not end (killed between its steps). Its
     manifest when that attempt ran this same run, which is then done; else None."""
@@ -377,14 +387,16 @@ def _finish_cut_off_commit(layout: runs.Layout, fingerprint: dict[str, Any]) -> 
     same = runs.Staging(layout).recorded() == fingerprint
     log.warning("%s: finishing the commit that an earlier attempt (%s) began", layout.run_key,
                 commit.manifest.attempt)
-    for step in runs.commit_steps(layout, commit):
+    for step in _commit_steps(commit)(layout, commit):
         step()
-    return commit.manifest if same else None
+    return runs.read_manifest(layout) if same else None
 
 
 def score(config: ScoreConfig) -> RunSummary:
     """Score config.input into <output>/scores/<run>/ exactly once; see the module docstring."""
     started, attempt = time.time(), uuid.uuid4().hex[:12]
+    if config.output_table:
+        tables.catalog_properties(config.catalog, config.output)    # pyiceberg and the catalog, before any work
     loaded, plan = validate(config)
     layout = runs.Layout(config.output, config.run_key)
     lineage = {"model_version": loaded.version, "vocab_hash": loaded.vocab_hash,
@@ -412,5 +424,8 @@ def score(config: ScoreConfig) -> RunSummary:
         outputs = _outputs(done, layout)
         manifest = _manifest(config, loaded, plan, done, reused, started, attempt, outputs, timings)
         manifest.drift = _check_drift(manifest, layout, config.max_drift)
-        runs.publish(layout, runs.Commit(tuple((p.uri, path) for p, path in outputs), manifest))
+        commit = runs.Commit(tuple((p.uri, path) for p, path in outputs), manifest)
+        runs.publish(layout, commit, _commit_steps(commit))
+        if config.output_table:         # the manifest as written: with the snapshots and their files
+            manifest = runs.read_manifest(layout)
     return RunSummary(layout, manifest)
