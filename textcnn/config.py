@@ -190,11 +190,14 @@ class ScoreConfig:
     keep_columns: tuple[str, ...] = ()  # input columns carried through to the score files, after the id
     no_id: bool = False           # the input has no ids: id_column then holds "<file>:<row>" (stages.Columns)
     output_table: str = ""        # namespace.table: commit to Iceberg tables instead of folders (scoring/tables.py)
-    catalog: str = "default"      # the pyiceberg catalog of output_table; unconfigured: SQLite under output
+    input_table: str = ""         # namespace.table: score an Iceberg table's snapshot (input: set to its location)
+    since_snapshot: int | None = None   # with input_table: only the rows appended after this snapshot
+    catalog: str = "default"      # pyiceberg catalog of output_table/input_table; unconfigured: SQLite under output
 
     def __post_init__(self) -> None:
-        for name in ("model", "input", "output", "id_column", "text_column"):
+        for name in ("model", "output", "id_column", "text_column"):
             _check(bool(getattr(self, name)), name, "is required")
+        _check(bool(self.input) or bool(self.input_table), "input", "is required (a Parquet path, or input_table)")
         _check(bool(self.run_date) != bool(self.run_id), "run_date", "give exactly one of run_date and run_id")
         if self.run_date:
             _check(re.fullmatch(DATE_RE, self.run_date) is not None and _is_date(self.run_date),
@@ -224,7 +227,14 @@ class ScoreConfig:
                    f"must be namespace.table (letters, digits, _), got {self.output_table!r}")
         _check(re.fullmatch(CATALOG_RE, self.catalog) is not None, "catalog",
                f"must match {CATALOG_RE}, got {self.catalog!r}")
-        _check(self.catalog == "default" or bool(self.output_table), "catalog", "needs output_table")
+        _check(self.catalog == "default" or bool(self.output_table or self.input_table), "catalog",
+               "needs output_table or input_table")
+        if self.input_table:
+            _check(re.fullmatch(TABLE_RE, self.input_table) is not None, "input_table",
+                   f"must be namespace.table (letters, digits, _), got {self.input_table!r}")
+            _check(self.input_table not in (self.output_table, self.output_table + "_dead_letters"), "input_table",
+                   "is the output table; the scores would become input of the next night")
+        _check(self.since_snapshot is None or bool(self.input_table), "since_snapshot", "needs input_table")
 
     @property
     def run_key(self) -> str:

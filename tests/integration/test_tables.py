@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import ray
 
-from tests.conftest import make_tiny_model, night_corpus
+from tests.conftest import NIGHT_TEXTS, make_tiny_model, night_corpus
 from textcnn.config import ConfigError, ScoreConfig
 from textcnn.scoring import runs, tables
 from textcnn.scoring.records import DEAD_LETTERS, SCORES, Manifest
@@ -178,3 +179,37 @@ def test_a_night_into_a_configured_catalog_with_its_warehouse_on_s3(s3, tmp_path
     ids = sorted(table.scan().to_arrow()["id"].to_pylist())
     assert len(ids) == summary.rows_scored == 37
     assert runs.read_manifest(runs.Layout(f"{bucket}/out", "run_date=2026-12-05")).tables == summary.manifest.tables
+
+
+def _events(prefix: str, rows: int) -> pa.Table:
+    return pa.table({"id": [f"{prefix}{i}" for i in range(rows)],
+                     "text": [NIGHT_TEXTS[i % len(NIGHT_TEXTS)] for i in range(rows)]})
+
+
+def test_an_input_table_is_scored_whole_then_only_its_rows_appended_since_a_snapshot(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYICEBERG_HOME", str(tmp_path))
+    model, out = make_tiny_model(tmp_path), tmp_path / "out"
+    catalog = tables.load("default", str(out))
+    catalog.create_namespace_if_not_exists("raw")
+    events = catalog.create_table("raw.events", schema=_events("a", 1).schema)
+    events.append(_events("a", 30))
+    first = events.current_snapshot().snapshot_id
+    whole = _score(model, "", out, "2026-12-05", input_table="raw.events")
+    events.append(_events("b", 20))
+    events.append(_events("c", 10))
+    night = _score(model, "", out, "2026-12-06", input_table="raw.events", since_snapshot=first)
+    scores = catalog.load_table(TABLE)
+    for summary, snapshot, since, ids in ((whole, first, None, {f"a{i}" for i in range(30)}),
+                                          (night, events.current_snapshot().snapshot_id, first,
+                                           {f"b{i}" for i in range(20)} | {f"c{i}" for i in range(10)})):
+        source = summary.manifest.input.table
+        assert (source.table, source.snapshot_id, source.since_snapshot_id) == ("raw.events", snapshot, since)
+        assert summary.rows_in == summary.rows_scored == len(ids)
+        run = scores.scan(row_filter=f"run_id == '{summary.manifest.run_id}'").to_arrow()
+        assert set(run["id"].to_pylist()) == ids and run.num_rows == len(ids)
+    last = events.current_snapshot().snapshot_id
+    events.overwrite(_events("d", 5))            # rows scored before are gone: not an incremental night
+    with pytest.raises(tables.TableError, match="not an append"):
+        _score(model, "", out, "2026-12-07", input_table="raw.events", since_snapshot=last)
+    with pytest.raises(ConfigError, match="input_table: is the output table"):
+        _score(model, "", out, "2026-12-07", input_table=TABLE)

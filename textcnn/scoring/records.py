@@ -107,12 +107,23 @@ class TableCommit:
 
 
 @dataclass(frozen=True)
+class InputTable:
+    """The Iceberg snapshot a run scored (--input-table): all of it, or the rows appended after
+    since_snapshot_id (--since-snapshot)."""
+    catalog: str
+    table: str
+    snapshot_id: int
+    since_snapshot_id: int | None
+
+
+@dataclass(frozen=True)
 class InputSummary:
     uri: str
     rows: int
     skipped_files: list[SkippedFile]
     unreadable_row_groups: list[UnreadableRowGroup]      # their rows are dead letters
     files: list[InputFile]
+    table: InputTable | None = None                      # --input-table: the snapshot scored
 
 
 @dataclass(frozen=True)
@@ -163,7 +174,7 @@ class Manifest:
             d["rows_per_second"], ModelRef(**d["model"]), d["config"],
             InputSummary(i["uri"], i["rows"], [SkippedFile(**s) for s in i["skipped_files"]],
                          [UnreadableRowGroup(**u) for u in i["unreadable_row_groups"]],
-                         [InputFile(**f) for f in i["files"]]),
+                         [InputFile(**f) for f in i["files"]], InputTable(**i["table"]) if i.get("table") else None),
             OutputSummary(o["rows_scored"], o["rows_dead_lettered"], o["dead_letter_reasons"],
                           [OutputFile(**f) for f in o["files"]], [OutputFile(**f) for f in o["dead_letter_files"]]),
             ResumeSummary(**d["resume"]), drift.Distributions(**d["distributions"]), d.get("timings", {}),

@@ -44,6 +44,7 @@ from textcnn.scoring.records import (
     SCORES,
     InputFile,
     InputSummary,
+    InputTable,
     Manifest,
     ModelRef,
     OutputFile,
@@ -126,7 +127,7 @@ class RunSummary:
 
 def _check_output(config: ScoreConfig) -> None:
     """Refuse an output that would mix with the input, or with runs of the other naming."""
-    if storage.overlaps(config.input, config.output):
+    if not config.input_table and storage.overlaps(config.input, config.output):
         raise ConfigError(f"output: {config.output} and the input {config.input} are the same place or one holds "
                           "the other; the score files would become input of the next night")
     if config.id_column in OUTPUT_COLUMNS or config.id_column.startswith(PROB_PREFIX):
@@ -144,9 +145,10 @@ def _check_output(config: ScoreConfig) -> None:
                           "or by --run-id, not both (its readers need one partition key)")
 
 
-def validate(config: ScoreConfig) -> tuple[artifacts.LoadedModel, Plan]:
+def validate(config: ScoreConfig, paths: list[str] | None = None) -> tuple[artifacts.LoadedModel, Plan]:
     """The model and the input plan (footers only: the ids are read by the id pass, _find_duplicates);
-    one DataError naming every problem found."""
+    one DataError naming every problem found. paths: the input's files (an Iceberg snapshot's), when
+    not every file under config.input."""
     _check_output(config)
     problems, loaded, plan = [], None, None
     try:
@@ -155,7 +157,7 @@ def validate(config: ScoreConfig) -> tuple[artifacts.LoadedModel, Plan]:
         problems.append(str(e))
     try:
         plan = plan_input(config.input, None if config.no_id else config.id_column, config.text_column,
-                          config.unit_rows, config.skip_bad_files, config.keep_columns, runtime.map_tasks)
+                          config.unit_rows, config.skip_bad_files, config.keep_columns, runtime.map_tasks, paths)
     except DataError as e:
         problems.append(str(e))
     if len(problems) == 1:
@@ -329,7 +331,7 @@ def _outputs(done: dict[int, UnitOutputs], layout: runs.Layout) -> list[tuple[St
 
 def _manifest(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, done: dict[int, UnitOutputs],
               reused: dict[int, UnitOutputs], started: float, attempt: str, outputs: list[tuple[StagedPart, str]],
-              timings: dict[str, float]) -> Manifest:
+              timings: dict[str, float], source: InputTable | None = None) -> Manifest:
     total, seconds = UnitOutputs.merge(list(done.values())), time.time() - started
     files = {d: [OutputFile(path, p.rows) for p, path in outputs if p.dataset == d] for d in (SCORES, DEAD_LETTERS)}
     scored = sum(f.rows for f in files[SCORES])
@@ -339,7 +341,7 @@ def _manifest(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, do
         rows_per_second=round(plan.rows / seconds, 1) if seconds else 0.0,
         model=ModelRef(config.model, loaded.version, loaded.vocab_hash), config=to_dict(config),
         input=InputSummary(config.input, plan.rows, [SkippedFile(**s) for s in plan.skipped], total.unreadable,
-                           [InputFile(f.uri, f.rows) for f in plan.files]),
+                           [InputFile(f.uri, f.rows) for f in plan.files], source),
         output=OutputSummary(scored, plan.rows - scored, total.reasons, files[SCORES], files[DEAD_LETTERS]),
         resume=ResumeSummary(len(plan.units), len(reused), sum(r.rows for r in reused.values())),
         distributions=drift.Distributions(total.labels, total.top_prob_histogram),
@@ -350,16 +352,23 @@ def _iso(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _check_drift(manifest: Manifest, layout: runs.Layout, max_drift: float | None) -> drift.Drift | None:
-    previous = runs.previous_manifest(layout)
+def _check_drift(manifest: Manifest, layout: runs.Layout, config: ScoreConfig) -> drift.Drift | None:
+    """Drift against the previous run: its manifest under output, or with --output-table the
+    previous night in the table (its snapshot summary)."""
+    if config.output_table:
+        previous = tables.previous_night(config.catalog, config.output, config.output_table, layout.run_key)
+    else:
+        found = runs.previous_manifest(layout)
+        previous = (found.run, found.distributions) if found is not None else None
     if previous is None:
-        log.info("drift: no earlier successful run under %s to compare with", layout.output)
+        log.info("drift: no earlier successful run in %s to compare with", config.output_table or layout.output)
         return None
-    result = drift.compare(manifest.distributions, previous.distributions, previous.run)
+    run, distributions = previous
+    result = drift.compare(manifest.distributions, distributions, run)
     log.info("drift vs %s: PSI of top-class probability %.4f, of predicted labels %.4f",
-             previous.run, result.psi_top_prob, result.psi_labels)
-    if max_drift is not None and result.drift > max_drift:
-        raise DriftError(f"drift {result.drift:.4f} vs {previous.run} is over --max-drift {max_drift}; "
+             run, result.psi_top_prob, result.psi_labels)
+    if config.max_drift is not None and result.drift > config.max_drift:
+        raise DriftError(f"drift {result.drift:.4f} vs {run} is over --max-drift {config.max_drift}; "
                          f"not committed (the scored units stay staged, so a rerun only recommits)")
     return result
 
@@ -395,9 +404,14 @@ def _finish_cut_off_commit(layout: runs.Layout, fingerprint: dict[str, Any]) -> 
 def score(config: ScoreConfig) -> RunSummary:
     """Score config.input into <output>/scores/<run>/ exactly once; see the module docstring."""
     started, attempt = time.time(), uuid.uuid4().hex[:12]
-    if config.output_table:
+    if config.output_table or config.input_table:
         tables.catalog_properties(config.catalog, config.output)    # pyiceberg and the catalog, before any work
-    loaded, plan = validate(config)
+    paths, source = None, None
+    if config.input_table:      # the snapshot's files; config.input becomes the table's location
+        location, paths, source = tables.input_snapshot(config.catalog, config.output, config.input_table,
+                                                        config.since_snapshot)
+        config = dataclasses.replace(config, input=location)
+    loaded, plan = validate(config, paths)
     layout = runs.Layout(config.output, config.run_key)
     lineage = {"model_version": loaded.version, "vocab_hash": loaded.vocab_hash,
                "run_id": config.run_date or config.run_id}
@@ -422,8 +436,8 @@ def score(config: ScoreConfig) -> RunSummary:
         timings = {"id_pass_seconds": id_seconds, "reconcile_seconds": time.time() - reconcile_started}
         _refuse_unreadable(done, config)
         outputs = _outputs(done, layout)
-        manifest = _manifest(config, loaded, plan, done, reused, started, attempt, outputs, timings)
-        manifest.drift = _check_drift(manifest, layout, config.max_drift)
+        manifest = _manifest(config, loaded, plan, done, reused, started, attempt, outputs, timings, source)
+        manifest.drift = _check_drift(manifest, layout, config)
         commit = runs.Commit(tuple((p.uri, path) for p, path in outputs), manifest)
         runs.publish(layout, commit, _commit_steps(commit))
         if config.output_table:         # the manifest as written: with the snapshots and their files

@@ -19,12 +19,16 @@ The catalog is pyiceberg's own configuration (~/.pyiceberg.yaml or PYICEBERG_CAT
 variables) of the catalog named by --catalog; when that name is not configured, an embedded SQL
 catalog on SQLite: <output>/_catalog/catalog.db, tables under <output>/_warehouse (a local --output).
 The two tables are committed one after the other (Iceberg has no commit across tables), scores first.
+
+`--input-table` reads a table of the same catalog (input_snapshot): the data files of its current
+snapshot, or those appended after `--since-snapshot`, planned and scored like a folder's files.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import logging
 import os
 import uuid
@@ -36,8 +40,8 @@ import pyarrow.parquet as pq
 
 from textcnn import runtime, storage
 from textcnn.errors import TextcnnError
-from textcnn.scoring import runs
-from textcnn.scoring.records import DEAD_LETTERS, SCORES, Manifest, OutputFile, TableCommit
+from textcnn.scoring import drift, runs
+from textcnn.scoring.records import DEAD_LETTERS, SCORES, InputTable, Manifest, OutputFile, TableCommit
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,8 @@ def _require_pyiceberg() -> None:
     try:
         import pyiceberg  # noqa: F401
     except ImportError:
-        raise TableError("--output-table needs pyiceberg: pip install 'textcnn[iceberg]'") from None
+        raise TableError("Iceberg tables (--output-table, --input-table) need pyiceberg: "
+                         "pip install 'textcnn[iceberg]'") from None
 
 
 def table_names(output_table: str) -> dict[str, str]:
@@ -170,13 +175,13 @@ def data_files(metadata: Any, io: Any, fs: Any, uri: str, write_uuid: uuid.UUID)
     return list(_dataframe_to_data_files(metadata, _read(uri, fs), io, write_uuid))
 
 
-def _write_files(table: Any, staged: list[str], attempt: str, run: Callable = runtime.map_tasks) -> list[Any]:
+def _write_files(table: Any, staged: list[str], attempt: str) -> list[Any]:
     """The staged parts as the table's data files, a Ray task per part: the driver holds their
     DataFile records only. A part's file names follow from the attempt and the part, so a task
     retried writes the same files."""
     fs = storage.filesystem(staged[0]) if staged else None
     args = [(table.metadata, table.io, fs, uri, uuid.uuid5(uuid.NAMESPACE_URL, f"{attempt}/{uri}")) for uri in staged]
-    return [f for files in run(data_files, args) for f in files]
+    return [f for files in runtime.map_tasks(data_files, args) for f in files]
 
 
 def _partition_files(table: Any, run_id: str) -> list[Any]:
@@ -238,7 +243,70 @@ def snapshot_properties(manifest: Manifest, dataset: str) -> dict[str, str]:
         "model-version": manifest.model.model_version, "vocab-hash": manifest.model.vocab_hash,
         "model": manifest.model.uri, "input": manifest.input.uri, "rows-in": manifest.input.rows,
         "rows-scored": manifest.output.rows_scored, "rows-dead-lettered": manifest.output.rows_dead_lettered,
-        "drift": f"{d.drift:.6f}" if d else "none", "drift-vs": d.previous_run if d else "none"}.items()}
+        "drift": f"{d.drift:.6f}" if d else "none", "drift-vs": d.previous_run if d else "none",
+        "distributions": json.dumps(dataclasses.asdict(manifest.distributions), separators=(",", ":"))}.items()}
+
+
+def previous_night(catalog_name: str, output: str, output_table: str,
+                   run_key: str) -> tuple[str, drift.Distributions] | None:
+    """The run drift compares a night with, read from the scores table: walking its snapshots from
+    the current one back, the latest earlier date (for a date), or the last other run committed (for a
+    run id), with the distributions its snapshot summary carries; None when there is none."""
+    table = _table(load(catalog_name, output), output_table)
+    snapshot, seen = (table.current_snapshot() if table is not None else None), set()
+    candidates: list[tuple[str, drift.Distributions]] = []
+    while snapshot is not None:
+        props = snapshot.summary.additional_properties if snapshot.summary is not None else {}
+        run, record = props.get(PROPERTY + "run"), props.get(PROPERTY + "distributions")
+        if run and record and run != run_key and run not in seen:      # the newest snapshot of each run
+            seen.add(run)
+            if not run_key.startswith("run_date=") or (run.startswith("run_date=") and run < run_key):
+                candidates.append((run, drift.Distributions(**json.loads(record))))
+        parent = snapshot.parent_snapshot_id
+        snapshot = table.snapshot_by_id(parent) if parent is not None else None
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: c[0]) if run_key.startswith("run_date=") else candidates[0]
+
+
+def input_snapshot(catalog_name: str, output: str, name: str, since: int | None) -> tuple[str, list[str], InputTable]:
+    """What --input-table scores: the table's location, the data files (paths on its filesystem) and
+    the snapshot: every file of the current snapshot, or with since the files appended after that
+    snapshot (each snapshot after it must be an append: an overwrite or delete changed rows already
+    scored). The files are read as Parquet by column name, so delete files (merge-on-read) are refused."""
+    from pyiceberg.table.snapshots import Operation
+    table = _table(load(catalog_name, output), name)
+    if table is None:
+        raise TableError(f"input table {name}: no such table in catalog '{catalog_name}'")
+    current = table.current_snapshot()
+    if current is None:
+        raise TableError(f"input table {name}: no snapshot yet (an empty table)")
+    if since is None:
+        tasks = list(table.scan(snapshot_id=current.snapshot_id).plan_files())
+        if any(t.delete_files for t in tasks):
+            raise TableError(f"input table {name}: snapshot {current.snapshot_id} has delete files (merge-on-read); "
+                             "textcnn reads its data files as they are: compact the table first")
+        files = sorted(t.file.file_path for t in tasks)
+    else:
+        chain, snapshot = [], current
+        while snapshot is not None and snapshot.snapshot_id != since:
+            chain.append(snapshot)
+            parent = snapshot.parent_snapshot_id
+            snapshot = table.snapshot_by_id(parent) if parent is not None else None
+        if snapshot is None:
+            raise TableError(f"input table {name}: snapshot {since} is not an ancestor of the current snapshot "
+                             f"{current.snapshot_id}")
+        for s in chain:
+            if s.summary is None or s.summary.operation != Operation.APPEND:
+                raise TableError(f"input table {name}: snapshot {s.snapshot_id} after {since} is "
+                                 f"{s.summary.operation.value if s.summary else 'unknown'}, not an append; "
+                                 "score the whole table instead of --since-snapshot")
+        files = [f.path for s in reversed(chain) for f in added_files(table, s)]
+        if not files:
+            raise TableError(f"input table {name}: no rows appended after snapshot {since} "
+                             f"(current {current.snapshot_id})")
+    return (table.location(), [storage.path_of(f) for f in files],
+            InputTable(catalog_name, name, current.snapshot_id, since))
 
 
 def _staged(commit: runs.Commit) -> dict[str, list[str]]:
