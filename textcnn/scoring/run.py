@@ -9,7 +9,8 @@
    rows are written, scored or dead-lettered.
 6. Reconcile (each unit's rows read == scored + dead-lettered; no id scored twice, counted by Ray
    tasks), check drift against the previous run, then replace the run folder and write _SUCCESS
-   last (runs.publish). The driver holds O(files + units) throughout, never a row's id.
+   last (runs.publish); with --output-table, one Iceberg snapshot per table instead of the folder
+   (tables.py). The driver holds O(files + units) throughout, never a row's id.
 
 Ray Data's own checkpointing (ray.data.checkpoint, beta in 2.60) filters rows by an input id column
 that must be unique and non-null, the very property bad input breaks: on resume, the second row of a
@@ -402,7 +403,8 @@ def _finish_cut_off_commit(layout: runs.Layout, fingerprint: dict[str, Any]) -> 
 
 
 def score(config: ScoreConfig) -> RunSummary:
-    """Score config.input into <output>/scores/<run>/ exactly once; see the module docstring."""
+    """Score config.input (or config.input_table) into <output>/scores/<run>/ (or config.output_table)
+    exactly once; see the module docstring."""
     started, attempt = time.time(), uuid.uuid4().hex[:12]
     if config.output_table or config.input_table:
         tables.catalog_properties(config.catalog, config.output)    # pyiceberg and the catalog, before any work
