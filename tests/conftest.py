@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
@@ -65,6 +66,21 @@ def corrupt_pages(path, row_group: int, column: int) -> None:
     start = chunk.dictionary_page_offset or chunk.data_page_offset
     data[start + 8: start + chunk.total_compressed_size - 4] = b"\xab" * (chunk.total_compressed_size - 12)
     Path(path).write_bytes(bytes(data))
+
+
+NIGHT_TEXTS = ["a good film", "dull and slow", "great fun", "a bad film"]
+
+
+def night_corpus(folder: Path, prefix: str, rows: int) -> None:
+    """A small night's input: rows (id, text) rows in two files, with a null id, an empty text and a
+    repeated id among them (three dead letters)."""
+    ids = [f"{prefix}{i}" for i in range(rows)]
+    texts = [NIGHT_TEXTS[i % len(NIGHT_TEXTS)] for i in range(rows)]
+    ids[3], texts[5], ids[7] = None, "", ids[1]
+    os.makedirs(folder)
+    half = rows // 2
+    for part, (a, b) in enumerate(((0, half), (half, rows))):
+        pq.write_table(pa.table({"id": ids[a:b], "text": texts[a:b]}), folder / f"part-{part}.parquet")
 
 
 def make_tiny_model(tmp_path: Path) -> str:

@@ -257,7 +257,11 @@ def _column_list(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 @click.command("score")
 @click.option("--model", required=True, help="Model directory from `textcnn train`.")
-@click.option("--input", "input_path", required=True, help="Parquet file or folder to score.")
+@click.option("--input", "input_path", default=None, help="Parquet file or folder to score.")
+@click.option("--input-table", default=None, metavar="NAMESPACE.TABLE",
+              help="Instead of --input: score this Iceberg table's current snapshot (in --catalog).")
+@click.option("--since-snapshot", default=None, type=int, metavar="ID",
+              help="With --input-table: only the rows appended after snapshot ID (the incremental night).")
 @click.option("--output", required=True,
               help="Root folder: the run's scores go to OUTPUT/scores/run_date=DATE/, its dead letters to "
                    "OUTPUT/dead_letters/run_date=DATE/ (replacing an earlier run of that date).")
@@ -294,23 +298,33 @@ def _column_list(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--precision", default=ScoreConfig.precision, show_default=True, type=click.Choice(SCORE_PRECISIONS),
               help="auto: bf16 autocast on GPU, fp32 on CPU; int8: dynamic quantization on CPU "
                    "(faster; jobs/bench.py prints its accuracy change).")
+@click.option("--output-table", default=None, metavar="NAMESPACE.TABLE",
+              help="Commit the night to Iceberg tables NAMESPACE.TABLE and NAMESPACE.TABLE_dead_letters, one "
+                   "snapshot each (OUTPUT keeps the run's state and manifests); needs textcnn[iceberg].")
+@click.option("--catalog", default=ScoreConfig.catalog, show_default=True,
+              help="pyiceberg catalog of --output-table (~/.pyiceberg.yaml, PYICEBERG_CATALOG__<NAME>__*); "
+                   "not configured: SQLite in OUTPUT/_catalog, tables in OUTPUT/_warehouse.")
 @_s3_options
 @_friendly_errors
 def score_cmd(model: str, input_path: str, output: str, run_date: str | None, run_id: str | None,
               id_column: str, text_column: str, actors: int, batch_size: int, gpus: bool,
               cpus_per_actor: float, unit_rows: int, max_text_chars: int, allow_unknown_only: bool,
               skip_bad_files: bool, max_drift: float | None, lock_ttl: float, explain: int,
-              precision: str, keep_columns: tuple[str, ...], no_id: bool) -> None:
+              precision: str, keep_columns: tuple[str, ...], no_id: bool, output_table: str | None,
+              catalog: str, input_table: str | None, since_snapshot: int | None) -> None:
     """Score INPUT with MODEL: OUTPUT/scores/run_date=DATE/ (score files only), OUTPUT/dead_letters/
     run_date=DATE/, and the manifest OUTPUT/_runs/run_date=DATE/_SUCCESS, written last."""
     from textcnn.scoring.run import score
+    if bool(input_path) == bool(input_table):
+        raise ConfigError("input: give --input PATH or --input-table NAMESPACE.TABLE (one of them)")
     summary = score(ScoreConfig(
-        model=model, input=input_path, output=output, run_date="" if run_id else (run_date or _today()),
+        model=model, input=input_path or "", output=output, run_date="" if run_id else (run_date or _today()),
         run_id=run_id or "", id_column=id_column, text_column=text_column, actors=actors,
         batch_size=batch_size, use_gpu=gpus, cpus_per_actor=cpus_per_actor, unit_rows=unit_rows,
         max_text_chars=max_text_chars, allow_unknown_only=allow_unknown_only,
         skip_bad_files=skip_bad_files, max_drift=max_drift, lock_ttl=lock_ttl, explain=explain,
-        precision=precision, keep_columns=keep_columns, no_id=no_id))
+        precision=precision, keep_columns=keep_columns, no_id=no_id, output_table=output_table or "",
+        catalog=catalog, input_table=input_table or "", since_snapshot=since_snapshot))
     click.echo(summary.line())
 
 

@@ -161,6 +161,8 @@ class TrainConfig:
 
 DATE_RE = r"\d{4}-\d{2}-\d{2}"
 RUN_ID_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
+TABLE_RE = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+"    # namespace.table (Iceberg, --output-table)
+CATALOG_RE = r"[A-Za-z][A-Za-z0-9_-]{0,63}"      # a pyiceberg catalog name (PYICEBERG_CATALOG__<NAME>__*)
 
 
 @dataclass(frozen=True)
@@ -187,10 +189,15 @@ class ScoreConfig:
     precision: str = "auto"       # auto: bf16 autocast on GPU, fp32 on CPU; int8: quantized, CPU only
     keep_columns: tuple[str, ...] = ()  # input columns carried through to the score files, after the id
     no_id: bool = False           # the input has no ids: id_column then holds "<file>:<row>" (stages.Columns)
+    output_table: str = ""        # namespace.table: commit to Iceberg tables instead of folders (scoring/tables.py)
+    input_table: str = ""         # namespace.table: score an Iceberg table's snapshot (input: set to its location)
+    since_snapshot: int | None = None   # with input_table: only the rows appended after this snapshot
+    catalog: str = "default"      # pyiceberg catalog of output_table/input_table; unconfigured: SQLite under output
 
     def __post_init__(self) -> None:
-        for name in ("model", "input", "output", "id_column", "text_column"):
+        for name in ("model", "output", "id_column", "text_column"):
             _check(bool(getattr(self, name)), name, "is required")
+        _check(bool(self.input) or bool(self.input_table), "input", "is required (a Parquet path, or input_table)")
         _check(bool(self.run_date) != bool(self.run_id), "run_date", "give exactly one of run_date and run_id")
         if self.run_date:
             _check(re.fullmatch(DATE_RE, self.run_date) is not None and _is_date(self.run_date),
@@ -215,6 +222,19 @@ class ScoreConfig:
         _check(not (self.precision == "int8" and self.use_gpu), "precision", "int8 is for CPU actors; use bf16 on GPU")
         _check(not (self.precision == "int8" and self.explain), "precision",
                "explanations read the fp32 convolutions; score with --explain at fp32")
+        if self.output_table:
+            _check(re.fullmatch(TABLE_RE, self.output_table) is not None, "output_table",
+                   f"must be namespace.table (letters, digits, _), got {self.output_table!r}")
+        _check(re.fullmatch(CATALOG_RE, self.catalog) is not None, "catalog",
+               f"must match {CATALOG_RE}, got {self.catalog!r}")
+        _check(self.catalog == "default" or bool(self.output_table or self.input_table), "catalog",
+               "needs output_table or input_table")
+        if self.input_table:
+            _check(re.fullmatch(TABLE_RE, self.input_table) is not None, "input_table",
+                   f"must be namespace.table (letters, digits, _), got {self.input_table!r}")
+            _check(self.input_table not in (self.output_table, self.output_table + "_dead_letters"), "input_table",
+                   "is the output table; the scores would become input of the next night")
+        _check(self.since_snapshot is None or bool(self.input_table), "since_snapshot", "needs input_table")
 
     @property
     def run_key(self) -> str:

@@ -5,37 +5,23 @@ the dead letters, read the same way from their own folder, exactly the dead-lett
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import polars as pl
-import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 import ray
 
-from tests.conftest import make_tiny_model
+from tests.conftest import make_tiny_model, night_corpus
 from textcnn.config import ScoreConfig
 from textcnn.scoring.records import Manifest
 from textcnn.scoring.run import DriftError, score
 
 pytestmark = pytest.mark.integration
 
-GOOD = ["a good film", "dull and slow", "great fun", "a bad film"]
-
-
-def _night(folder: Path, prefix: str, rows: int) -> None:
-    """rows (id, text) rows in two files, with a null id, an empty text and a repeated id among them."""
-    ids = [f"{prefix}{i}" for i in range(rows)]
-    texts = [GOOD[i % len(GOOD)] for i in range(rows)]
-    ids[3], texts[5], ids[7] = None, "", ids[1]
-    os.makedirs(folder)
-    half = rows // 2
-    for part, (a, b) in enumerate(((0, half), (half, rows))):
-        pq.write_table(pa.table({"id": ids[a:b], "text": texts[a:b]}), folder / f"part-{part}.parquet")
 
 
 def _score(model: str, corpus: Path, out: Path, date: str, **kw):
@@ -62,7 +48,7 @@ def nights(tmp_path_factory) -> tuple[Path, dict[str, dict]]:
     model = make_tiny_model(tmp)
     out = tmp / "out"
     for name, prefix, rows in (("n1", "a", 40), ("n2", "b", 60), ("n2-rerun", "c", 50), ("n3", "d", 30)):
-        _night(tmp / name, prefix, rows)
+        night_corpus(tmp / name, prefix, rows)
     manifests = {"2026-12-05": _score(model, tmp / "n1", out, "2026-12-05").manifest}
     _score(model, tmp / "n2", out, "2026-12-06")
     manifests["2026-12-06"] = _score(model, tmp / "n2-rerun", out, "2026-12-06").manifest   # replaces it

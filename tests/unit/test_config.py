@@ -37,6 +37,15 @@ pytestmark = pytest.mark.unit
     (lambda: ScoreConfig(model="m", input="i", output="o", run_date="2026-02-30"), "run_date"),
     (lambda: ScoreConfig(model="m", input="i", output="o", run_id="../x"), "run_id"),
     (lambda: ScoreConfig(model="m", input="i", output="o", run_id="r", max_drift=-1), "max_drift"),
+    (lambda: ScoreConfig(model="m", input="", output="o", run_id="r"), "input"),
+    (lambda: ScoreConfig(model="m", input="i", output="o", run_id="r", output_table="scores"), "output_table"),
+    (lambda: ScoreConfig(model="m", input="i", output="o", run_id="r", output_table="a.b-c"), "output_table"),
+    (lambda: ScoreConfig(model="m", input="i", output="o", run_id="r", catalog="lake"), "catalog"),
+    (lambda: ScoreConfig(model="m", input="i", output="o", run_id="r", output_table="a.b", catalog="a b"), "catalog"),
+    (lambda: ScoreConfig(model="m", input="", output="o", run_id="r", input_table="raw"), "input_table"),
+    (lambda: ScoreConfig(model="m", input="", output="o", run_id="r", input_table="a.b", output_table="a.b"),
+     "input_table"),
+    (lambda: ScoreConfig(model="m", input="i", output="o", run_id="r", since_snapshot=1), "since_snapshot"),
 ])
 def test_bad_values_are_rejected_naming_the_field(make, field):
     with pytest.raises(ConfigError, match=f"^{field}:"):

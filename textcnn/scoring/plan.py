@@ -237,13 +237,15 @@ def _list_files(uri: str) -> list[str]:
 
 
 def plan_input(uri: str, id_column: str | None, text_column: str, unit_rows: int,
-               skip_bad_files: bool = False, keep: tuple[str, ...] = (), run: Mapper | None = None) -> Plan:
+               skip_bad_files: bool = False, keep: tuple[str, ...] = (), run: Mapper | None = None,
+               paths: list[str] | None = None) -> Plan:
     """Read every footer of the input and cut it into units; a DataError names every problem.
     id_column None: the input has no ids (score.py names its rows by file and row). keep: columns
     every file must have, each of one type in all of them. run: a map over Ray tasks, for the
-    footers of an input of more than FOOTER_TASK_FILES files."""
+    footers of an input of more than FOOTER_TASK_FILES files. paths: the files under uri to read
+    (an Iceberg snapshot's data files), instead of every file listed there."""
     fs, root = storage.resolve(uri)
-    paths = _list_files(uri)
+    paths = _list_files(uri) if paths is None else paths
     if not paths:
         raise DataError(f"scoring input {uri}: no files (names starting with '_' or '.' are skipped)")
     wanted = Wanted(id_column, text_column, keep)

@@ -92,8 +92,28 @@ class SkippedFile:
 
 @dataclass(frozen=True)
 class OutputFile:
-    path: str        # relative to the output folder
+    path: str        # relative to the output folder; with --output-table, the Iceberg data file's URI
     rows: int
+
+
+@dataclass(frozen=True)
+class TableCommit:
+    """A dataset committed to an Iceberg table (--output-table): the snapshot that replaced the run's
+    partition (None when the table had nothing to replace and the run nothing to add)."""
+    catalog: str
+    table: str
+    snapshot_id: int | None
+    rows: int
+
+
+@dataclass(frozen=True)
+class InputTable:
+    """The Iceberg snapshot a run scored (--input-table): all of it, or the rows appended after
+    since_snapshot_id (--since-snapshot)."""
+    catalog: str
+    table: str
+    snapshot_id: int
+    since_snapshot_id: int | None
 
 
 @dataclass(frozen=True)
@@ -103,6 +123,7 @@ class InputSummary:
     skipped_files: list[SkippedFile]
     unreadable_row_groups: list[UnreadableRowGroup]      # their rows are dead letters
     files: list[InputFile]
+    table: InputTable | None = None                      # --input-table: the snapshot scored
 
 
 @dataclass(frozen=True)
@@ -139,6 +160,7 @@ class Manifest:
     distributions: drift.Distributions
     timings: dict[str, float] = field(default_factory=dict)     # seconds of the run's passes
     drift: drift.Drift | None = None
+    tables: dict[str, TableCommit] = field(default_factory=dict)   # {dataset: its snapshot}, --output-table
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -152,8 +174,9 @@ class Manifest:
             d["rows_per_second"], ModelRef(**d["model"]), d["config"],
             InputSummary(i["uri"], i["rows"], [SkippedFile(**s) for s in i["skipped_files"]],
                          [UnreadableRowGroup(**u) for u in i["unreadable_row_groups"]],
-                         [InputFile(**f) for f in i["files"]]),
+                         [InputFile(**f) for f in i["files"]], InputTable(**i["table"]) if i.get("table") else None),
             OutputSummary(o["rows_scored"], o["rows_dead_lettered"], o["dead_letter_reasons"],
                           [OutputFile(**f) for f in o["files"]], [OutputFile(**f) for f in o["dead_letter_files"]]),
             ResumeSummary(**d["resume"]), drift.Distributions(**d["distributions"]), d.get("timings", {}),
-            drift.Drift(**d["drift"]) if d.get("drift") else None)
+            drift.Drift(**d["drift"]) if d.get("drift") else None,
+            {k: TableCommit(**v) for k, v in d.get("tables", {}).items()})

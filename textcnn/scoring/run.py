@@ -9,7 +9,8 @@
    rows are written, scored or dead-lettered.
 6. Reconcile (each unit's rows read == scored + dead-lettered; no id scored twice, counted by Ray
    tasks), check drift against the previous run, then replace the run folder and write _SUCCESS
-   last (runs.publish). The driver holds O(files + units) throughout, never a row's id.
+   last (runs.publish); with --output-table, one Iceberg snapshot per table instead of the folder
+   (tables.py). The driver holds O(files + units) throughout, never a row's id.
 
 Ray Data's own checkpointing (ray.data.checkpoint, beta in 2.60) filters rows by an input id column
 that must be unique and non-null, the very property bad input breaks: on resume, the second row of a
@@ -37,13 +38,14 @@ from textcnn.core import artifacts
 from textcnn.core.model import TextCNN
 from textcnn.core.rows import DataError, RowLimits
 from textcnn.errors import TextcnnError
-from textcnn.scoring import drift, ids, runs
+from textcnn.scoring import drift, ids, runs, tables
 from textcnn.scoring.plan import Mapper, Plan, plan_input
 from textcnn.scoring.records import (
     DEAD_LETTERS,
     SCORES,
     InputFile,
     InputSummary,
+    InputTable,
     Manifest,
     ModelRef,
     OutputFile,
@@ -114,14 +116,19 @@ class RunSummary:
     def line(self) -> str:
         d = self.manifest.drift
         shift = f"drift {d.drift:.3f} vs {d.previous_run}" if d else "no previous run to compare"
+        if self.manifest.tables:
+            s, dl = (self.manifest.tables[k] for k in (SCORES, DEAD_LETTERS))
+            where = f"table {s.table} snapshot {s.snapshot_id} (dead letters: {dl.table} snapshot {dl.snapshot_id})"
+        else:
+            where = f"{self.run_dir} (dead letters: {self.layout.dead_letter_dir})"
         return (f"{self.manifest.run}: {self.rows_scored:,} scored + {self.rows_dead:,} dead-lettered "
                 f"of {self.rows_in:,} rows in {self.seconds:.1f} s ({self.rows_per_second:,.0f} rows/s); "
-                f"{shift}; -> {self.run_dir} (dead letters: {self.layout.dead_letter_dir})")
+                f"{shift}; -> {where}")
 
 
 def _check_output(config: ScoreConfig) -> None:
     """Refuse an output that would mix with the input, or with runs of the other naming."""
-    if storage.overlaps(config.input, config.output):
+    if not config.input_table and storage.overlaps(config.input, config.output):
         raise ConfigError(f"output: {config.output} and the input {config.input} are the same place or one holds "
                           "the other; the score files would become input of the next night")
     if config.id_column in OUTPUT_COLUMNS or config.id_column.startswith(PROB_PREFIX):
@@ -139,9 +146,10 @@ def _check_output(config: ScoreConfig) -> None:
                           "or by --run-id, not both (its readers need one partition key)")
 
 
-def validate(config: ScoreConfig) -> tuple[artifacts.LoadedModel, Plan]:
+def validate(config: ScoreConfig, paths: list[str] | None = None) -> tuple[artifacts.LoadedModel, Plan]:
     """The model and the input plan (footers only: the ids are read by the id pass, _find_duplicates);
-    one DataError naming every problem found."""
+    one DataError naming every problem found. paths: the input's files (an Iceberg snapshot's), when
+    not every file under config.input."""
     _check_output(config)
     problems, loaded, plan = [], None, None
     try:
@@ -150,7 +158,7 @@ def validate(config: ScoreConfig) -> tuple[artifacts.LoadedModel, Plan]:
         problems.append(str(e))
     try:
         plan = plan_input(config.input, None if config.no_id else config.id_column, config.text_column,
-                          config.unit_rows, config.skip_bad_files, config.keep_columns, runtime.map_tasks)
+                          config.unit_rows, config.skip_bad_files, config.keep_columns, runtime.map_tasks, paths)
     except DataError as e:
         problems.append(str(e))
     if len(problems) == 1:
@@ -324,7 +332,7 @@ def _outputs(done: dict[int, UnitOutputs], layout: runs.Layout) -> list[tuple[St
 
 def _manifest(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, done: dict[int, UnitOutputs],
               reused: dict[int, UnitOutputs], started: float, attempt: str, outputs: list[tuple[StagedPart, str]],
-              timings: dict[str, float]) -> Manifest:
+              timings: dict[str, float], source: InputTable | None = None) -> Manifest:
     total, seconds = UnitOutputs.merge(list(done.values())), time.time() - started
     files = {d: [OutputFile(path, p.rows) for p, path in outputs if p.dataset == d] for d in (SCORES, DEAD_LETTERS)}
     scored = sum(f.rows for f in files[SCORES])
@@ -334,7 +342,7 @@ def _manifest(config: ScoreConfig, loaded: artifacts.LoadedModel, plan: Plan, do
         rows_per_second=round(plan.rows / seconds, 1) if seconds else 0.0,
         model=ModelRef(config.model, loaded.version, loaded.vocab_hash), config=to_dict(config),
         input=InputSummary(config.input, plan.rows, [SkippedFile(**s) for s in plan.skipped], total.unreadable,
-                           [InputFile(f.uri, f.rows) for f in plan.files]),
+                           [InputFile(f.uri, f.rows) for f in plan.files], source),
         output=OutputSummary(scored, plan.rows - scored, total.reasons, files[SCORES], files[DEAD_LETTERS]),
         resume=ResumeSummary(len(plan.units), len(reused), sum(r.rows for r in reused.values())),
         distributions=drift.Distributions(total.labels, total.top_prob_histogram),
@@ -345,16 +353,23 @@ def _iso(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _check_drift(manifest: Manifest, layout: runs.Layout, max_drift: float | None) -> drift.Drift | None:
-    previous = runs.previous_manifest(layout)
+def _check_drift(manifest: Manifest, layout: runs.Layout, config: ScoreConfig) -> drift.Drift | None:
+    """Drift against the previous run: its manifest under output, or with --output-table the
+    previous night in the table (its snapshot summary)."""
+    if config.output_table:
+        previous = tables.previous_night(config.catalog, config.output, config.output_table, layout.run_key)
+    else:
+        found = runs.previous_manifest(layout)
+        previous = (found.run, found.distributions) if found is not None else None
     if previous is None:
-        log.info("drift: no earlier successful run under %s to compare with", layout.output)
+        log.info("drift: no earlier successful run in %s to compare with", config.output_table or layout.output)
         return None
-    result = drift.compare(manifest.distributions, previous.distributions, previous.run)
+    run, distributions = previous
+    result = drift.compare(manifest.distributions, distributions, run)
     log.info("drift vs %s: PSI of top-class probability %.4f, of predicted labels %.4f",
-             previous.run, result.psi_top_prob, result.psi_labels)
-    if max_drift is not None and result.drift > max_drift:
-        raise DriftError(f"drift {result.drift:.4f} vs {previous.run} is over --max-drift {max_drift}; "
+             run, result.psi_top_prob, result.psi_labels)
+    if config.max_drift is not None and result.drift > config.max_drift:
+        raise DriftError(f"drift {result.drift:.4f} vs {run} is over --max-drift {config.max_drift}; "
                          f"not committed (the scored units stay staged, so a rerun only recommits)")
     return result
 
@@ -368,6 +383,11 @@ def _fingerprint(config: ScoreConfig, plan: Plan, lineage: dict[str, str]) -> di
     return fingerprint
 
 
+def _commit_steps(commit: runs.Commit) -> Any:
+    """How a commit is published: into Iceberg tables (tables.commit_steps) or the output folder."""
+    return tables.commit_steps if commit.manifest.config.get("output_table") else runs.commit_steps
+
+
 def _finish_cut_off_commit(layout: runs.Layout, fingerprint: dict[str, Any]) -> Manifest | None:
     """Finish a commit an earlier attempt began and did not end (killed between its steps). Its
     manifest when that attempt ran this same run, which is then done; else None."""
@@ -377,15 +397,23 @@ def _finish_cut_off_commit(layout: runs.Layout, fingerprint: dict[str, Any]) -> 
     same = runs.Staging(layout).recorded() == fingerprint
     log.warning("%s: finishing the commit that an earlier attempt (%s) began", layout.run_key,
                 commit.manifest.attempt)
-    for step in runs.commit_steps(layout, commit):
+    for step in _commit_steps(commit)(layout, commit):
         step()
-    return commit.manifest if same else None
+    return runs.read_manifest(layout) if same else None
 
 
 def score(config: ScoreConfig) -> RunSummary:
-    """Score config.input into <output>/scores/<run>/ exactly once; see the module docstring."""
+    """Score config.input (or config.input_table) into <output>/scores/<run>/ (or config.output_table)
+    exactly once; see the module docstring."""
     started, attempt = time.time(), uuid.uuid4().hex[:12]
-    loaded, plan = validate(config)
+    if config.output_table or config.input_table:
+        tables.catalog_properties(config.catalog, config.output)    # pyiceberg and the catalog, before any work
+    paths, source = None, None
+    if config.input_table:      # the snapshot's files; config.input becomes the table's location
+        location, paths, source = tables.input_snapshot(config.catalog, config.output, config.input_table,
+                                                        config.since_snapshot)
+        config = dataclasses.replace(config, input=location)
+    loaded, plan = validate(config, paths)
     layout = runs.Layout(config.output, config.run_key)
     lineage = {"model_version": loaded.version, "vocab_hash": loaded.vocab_hash,
                "run_id": config.run_date or config.run_id}
@@ -410,7 +438,10 @@ def score(config: ScoreConfig) -> RunSummary:
         timings = {"id_pass_seconds": id_seconds, "reconcile_seconds": time.time() - reconcile_started}
         _refuse_unreadable(done, config)
         outputs = _outputs(done, layout)
-        manifest = _manifest(config, loaded, plan, done, reused, started, attempt, outputs, timings)
-        manifest.drift = _check_drift(manifest, layout, config.max_drift)
-        runs.publish(layout, runs.Commit(tuple((p.uri, path) for p, path in outputs), manifest))
+        manifest = _manifest(config, loaded, plan, done, reused, started, attempt, outputs, timings, source)
+        manifest.drift = _check_drift(manifest, layout, config)
+        commit = runs.Commit(tuple((p.uri, path) for p, path in outputs), manifest)
+        runs.publish(layout, commit, _commit_steps(commit))
+        if config.output_table:         # the manifest as written: with the snapshots and their files
+            manifest = runs.read_manifest(layout)
     return RunSummary(layout, manifest)

@@ -297,28 +297,46 @@ def pending_commit(layout: Layout) -> Commit | None:
         return None
 
 
+def withdraw_steps(layout: Layout, kept: set[str]) -> list[Callable[[], None]]:
+    """The commit's first steps: withdraw the run's manifest, then remove the run's files under
+    output that are not in kept (absolute paths on output's filesystem)."""
+    fs, _ = storage.resolve(layout.output)
+    steps: list[Callable[[], None]] = [lambda: _delete_file(fs, storage.path_of(layout.manifest))]
+    for folder in (layout.run_dir, layout.dead_letter_dir):
+        steps.append(lambda folder=folder: _delete_others(fs, storage.path_of(folder), kept))
+    return steps
+
+
+def write_manifest(layout: Layout, manifest: Manifest) -> None:
+    storage.write_text(layout.manifest, json.dumps(manifest.to_dict(), indent=2) + "\n")
+
+
 def commit_steps(layout: Layout, commit: Commit) -> list[Callable[[], None]]:
     """The commit as steps, each idempotent, so that after a cut-off the whole list runs again:
     withdraw the old manifest, remove the old run's files that the new one does not replace, move
     each staged file unless an earlier try moved it, write the manifest, clear staging."""
     fs, _ = storage.resolve(layout.output)
     kept = {storage.path_of(storage.join(layout.output, rel)) for _, rel in commit.moves}
-    steps: list[Callable[[], None]] = [lambda: _delete_file(fs, storage.path_of(layout.manifest))]
-    for folder in (layout.run_dir, layout.dead_letter_dir):
-        steps.append(lambda folder=folder: _delete_others(fs, storage.path_of(folder), kept))
+    steps = withdraw_steps(layout, kept)
     for staged, rel in commit.moves:
         steps.append(lambda staged=staged, rel=rel: _move_once(fs, storage.path_of(staged),
                                                                storage.path_of(storage.join(layout.output, rel))))
-    steps.append(lambda: storage.write_text(layout.manifest, json.dumps(commit.manifest.to_dict(), indent=2) + "\n"))
-    steps.append(lambda: _delete_dir(layout.staging))
+    steps.append(lambda: write_manifest(layout, commit.manifest))
+    steps.append(lambda: clear_staging(layout))
     return steps
 
 
-def publish(layout: Layout, commit: Commit) -> None:
-    """Record the commit in staging, then run its steps; see commit_steps."""
+def publish(layout: Layout, commit: Commit,
+            steps: Callable[[Layout, Commit], list[Callable[[], None]]] = commit_steps) -> None:
+    """Record the commit in staging, then run its steps (commit_steps, or tables.commit_steps for a
+    run into Iceberg tables)."""
     storage.write_text(storage.join(layout.staging, COMMIT), commit.to_json())
-    for step in commit_steps(layout, commit):
+    for step in steps(layout, commit):
         step()
+
+
+def clear_staging(layout: Layout) -> None:
+    _delete_dir(layout.staging)
 
 
 def _delete_file(fs: pafs.FileSystem, path: str) -> None:
