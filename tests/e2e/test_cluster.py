@@ -20,6 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
@@ -162,10 +163,12 @@ def _scorer_alive_off_head(cluster) -> bool:
 def test_nightly_scoring_job_over_s3_survives_losing_the_worker_node(cluster, s3, tmp_path):
     """The README's nightly cron line: jobs/score.py submitted with `ray job submit`, reading and
     writing S3, its 2 actors spread over two nodes; the worker node dies mid-run, and the run still
-    commits every row exactly once."""
+    commits every row exactly once: duplicates planted across files are dead-lettered, their first
+    occurrences scored."""
     bucket = s3.bucket("textcnn-nightly")
     untrained_model(str(tmp_path / "model"))   # default-sized: scoring costs what a trained model's does
     rows = make_corpus(SAMPLE_TEST, str(tmp_path / "corpus"), copies=40, files=16)       # 51,000 rows
+    dups = _plant_duplicates(tmp_path / "corpus")
     s3.upload(str(tmp_path / "model"), f"{bucket}/models/m")
     s3.upload(str(tmp_path / "corpus"), f"{bucket}/corpus")
     worker = cluster.add_worker()
@@ -181,11 +184,13 @@ def test_nightly_scoring_job_over_s3_survives_losing_the_worker_node(cluster, s3
               "a staged score file and a Scorer actor alive on the worker node")
     stop_group(worker)                                                       # the worker node dies
     log = cluster.wait_job("score-1", 900)
-    assert f"{rows:,} scored + 0 dead-lettered of {rows:,} rows" in log
+    assert f"{rows:,} scored + {dups:,} dead-lettered of {rows + dups:,} rows" in log
     layout = Layout(f"{bucket}/scores", "run_date=2026-11-29")
-    scores = read_run(layout)
+    scores, dead = read_run(layout), read_run(layout, dead_letter=True)
     ids = scores.column("id").to_pylist()
     assert len(ids) == len(set(ids)) == rows
+    assert set(dead.column("reason").to_pylist()) == {"id_duplicate"} and dead.num_rows == dups
+    assert set(dead.column("source_file").to_pylist()) == {f"{bucket}/corpus/part-99999.parquet"}
     assert scores.schema.names == ["id", PRED_LABEL, PRED_PROB, "prob_fresh", "prob_rotten", *LINEAGE]
     restarts = cluster.actor_restarts("Scorer")
     assert len(restarts) == 2 and max(restarts) >= 1, restarts   # one actor died with the node
@@ -197,6 +202,15 @@ def test_nightly_scoring_job_over_s3_survives_losing_the_worker_node(cluster, s3
     left = fs.get_file_info(pafs.FileSelector("textcnn-nightly/scores", recursive=True))
     assert not [f.path for f in left if f.type == pafs.FileType.File and ("/_staging/" in f.path
                                                                           or "/_locks/" in f.path)]
+
+
+def _plant_duplicates(corpus: Path) -> int:
+    """A last file repeating 600 rows of two earlier files (ids and texts): its rows are the later
+    occurrences, so they are dead-lettered and the earlier ones scored."""
+    files = sorted(corpus.iterdir())
+    repeated = pa.concat_tables([pq.read_table(files[0]).slice(0, 300), pq.read_table(files[-1]).slice(100, 300)])
+    pq.write_table(repeated, corpus / "part-99999.parquet")
+    return repeated.num_rows
 
 
 def submit(cluster, job_id, *args, cwd: Path = ROOT) -> None:
