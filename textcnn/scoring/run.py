@@ -53,6 +53,7 @@ from textcnn.scoring.records import (
     ResumeSummary,
     SkippedFile,
     StagedPart,
+    TableCommit,
     UnitOutputs,
 )
 from textcnn.scoring.scorer import Scorer
@@ -118,12 +119,18 @@ class RunSummary:
         shift = f"drift {d.drift:.3f} vs {d.previous_run}" if d else "no previous run to compare"
         if self.manifest.tables:
             s, dl = (self.manifest.tables[k] for k in (SCORES, DEAD_LETTERS))
-            where = f"table {s.table} snapshot {s.snapshot_id} (dead letters: {dl.table} snapshot {dl.snapshot_id})"
+            where = f"table {_snapshot(s)} (dead letters: {_snapshot(dl)})"
         else:
             where = f"{self.run_dir} (dead letters: {self.layout.dead_letter_dir})"
         return (f"{self.manifest.run}: {self.rows_scored:,} scored + {self.rows_dead:,} dead-lettered "
                 f"of {self.rows_in:,} rows in {self.seconds:.1f} s ({self.rows_per_second:,.0f} rows/s); "
                 f"{shift}; -> {where}")
+
+
+def _snapshot(commit: TableCommit) -> str:
+    if commit.snapshot_id is None:
+        return f"{commit.table}: no rows, no table yet"
+    return f"{commit.table} snapshot {commit.snapshot_id}"
 
 
 def _check_output(config: ScoreConfig) -> None:
