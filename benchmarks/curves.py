@@ -248,6 +248,8 @@ def plot(rows: Sequence[CurveRow], path: str) -> bool:
                 ax.errorbar([p[0] for p in pts], [p[1].mean for p in pts], yerr=[p[1].se for p in pts],
                             marker="o", capsize=3, label=label)
         ax.set_xscale("log")
+        ax.set_xticks(x, [f"{xi:,}" for xi in x])
+        ax.minorticks_off()
         ax.set_title(name)
         ax.set_xlabel("training rows")
         ax.grid(alpha=0.3)
