@@ -65,20 +65,36 @@ def references(datasets: str) -> dict[str, Reference]:
     return out
 
 
-def run_set(datasets: str, name: str, reference: Reference, workdir: str, workers: int, seed: int = 0) -> Row:
+@dataclass
+class Trained:
+    """One training with the defaults, scored on a test split."""
+    accuracy: float
+    macro_f1: float
+    train_seconds: float
+    epochs: int                  # of the selection run (early stopping)
+    refit_epochs: int | None     # of the refit on every row (None: no refit)
+
+
+def train_and_evaluate(train: str, test: str, model: str, workers: int, seed: int, storage_path: str) -> Trained:
+    """`textcnn train --train TRAIN` with the defaults (workers, seed aside) into model, evaluated on test."""
     # imported here: torch and Ray Train take seconds to import, which `--help` and the table need not wait for
     from textcnn.training.evaluate import evaluate_parquet
     from textcnn.training.train import fit
+    result = fit(TrainConfig(train=train, output=model, workers=workers, seed=seed,
+                             run_name=f"bench-{os.path.basename(model)}", storage_path=storage_path))
+    report = evaluate_parquet(model, test)
+    return Trained(report["accuracy"], report["macro_f1"], result.seconds, len(result.history),
+                   result.refit["epochs"] if result.refit else None)
+
+
+def run_set(datasets: str, name: str, reference: Reference, workdir: str, workers: int, seed: int = 0) -> Row:
     folder = os.path.join(datasets, name)
     model = os.path.join(workdir, name if seed == 0 else f"{name}-seed{seed}")
-    result = fit(TrainConfig(train=os.path.join(folder, "train.parquet"), output=model, workers=workers, seed=seed,
-                             run_name=f"bench-{os.path.basename(model)}",
-                             storage_path=os.path.join(workdir, "_checkpoints", name)))
-    report = evaluate_parquet(model, os.path.join(folder, "test.parquet"))
-    log.info("%s (seed %d): test accuracy %.4f, macro-F1 %.4f (target %.3f)", name, seed, report["accuracy"],
-             report["macro_f1"], reference.target)
-    return Row(name, report["accuracy"], report["macro_f1"], reference, result.seconds, len(result.history),
-               result.refit["epochs"] if result.refit else None)
+    t = train_and_evaluate(os.path.join(folder, "train.parquet"), os.path.join(folder, "test.parquet"), model,
+                           workers, seed, os.path.join(workdir, "_checkpoints", name))
+    log.info("%s (seed %d): test accuracy %.4f, macro-F1 %.4f (target %.3f)", name, seed, t.accuracy,
+             t.macro_f1, reference.target)
+    return Row(name, t.accuracy, t.macro_f1, reference, t.train_seconds, t.epochs, t.refit_epochs)
 
 
 def mean_row(runs: list[Row]) -> Row:
