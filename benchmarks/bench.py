@@ -239,23 +239,15 @@ class ActorMemory:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
-    @staticmethod
-    def _status_bytes(pid: int | str, field: str) -> int | None:
-        try:
-            status = open(f"/proc/{pid}/status").read()
-        except OSError:
-            return None
-        return 1024 * int(next(line for line in status.splitlines() if line.startswith(field + ":")).split()[1])
-
     def _poll(self) -> None:
         while not self._stop.wait(0.5):
             processes = _cpu_seconds()
             self.cpu_seen.update(processes)     # the actors exit with the run: keep their last figure
             for pid in (pid for pid, (cmd, _) in processes.items() if _group(pid, cmd) == "scoring actors"):
-                anon = self._status_bytes(pid, "RssAnon")
-                if anon is not None:
+                [anon] = proc_status(pid, ("RssAnon",))
+                if anon:                                    # 0: the actor is gone
                     self.peak[pid] = max(self.peak.get(pid, 0), anon)
-            self.driver_peak = max(self.driver_peak, self._status_bytes("self", "VmRSS") or 0)
+            self.driver_peak = max(self.driver_peak, proc_status("self", ("VmRSS",))[0])
 
     def __enter__(self) -> ActorMemory:
         self._thread.start()
@@ -349,7 +341,7 @@ class DriverRun:
         return self.rows / self.seconds
 
 
-def proc_status(pid: int, fields: tuple[str, ...]) -> list[int]:
+def proc_status(pid: int | str, fields: tuple[str, ...]) -> list[int]:
     """Bytes of the given /proc/<pid>/status fields (0 once the process is gone)."""
     try:
         lines = open(f"/proc/{pid}/status").read().splitlines()

@@ -97,6 +97,7 @@ def _check(report, started: float, use_gpu: bool, workdir: str, model: str | Non
     from benchmarks import gpu_check as check
     from textcnn import runtime
     from textcnn.sample import SAMPLE_TEST, SAMPLE_TRAIN
+    from textcnn.scoring import runs
     os.makedirs(workdir, exist_ok=True)
     mode = "--gpus" if use_gpu else "CPU, --allow-cpu"
     report.add(train_mode=mode, score_mode=f"{mode}, 1 GPU actor" if use_gpu else mode)
@@ -148,16 +149,17 @@ def _check(report, started: float, use_gpu: bool, workdir: str, model: str | Non
                                                   "gpu_memory_peak_mib": check.NO_GPU}))
     if not score.ok:
         return f"scoring {_status(score, timeout)}"
-    manifest = json.loads(Path(output, "_runs", f"run={run_id}", "_SUCCESS").read_text())
-    rate = manifest["rows_per_second"]
-    report.add(score_rows=manifest["input"]["rows"], score_run_seconds=manifest["wall_seconds"], rows_per_s=rate,
+    layout = runs.Layout(output, f"run={run_id}")
+    manifest = runs.read_manifest(layout)
+    rate = manifest.rows_per_second
+    report.add(score_rows=manifest.input.rows, score_run_seconds=manifest.wall_seconds, rows_per_s=rate,
                rows_per_s_over_ceiling=round(rate / report.figures["tokenize_ceiling_rows_per_s"], 3),
-               score_timings=manifest.get("timings", {}))
+               score_timings=manifest.timings)
 
     click.echo(f"scoring {parity_rows:,} of its rows again with the CPU Scorer ...", err=True)
     texts = dict(zip(*(pq.read_table(SAMPLE_TEST, columns=["id", "text"]).column(c).to_pylist()
                        for c in ("id", "text"))))
-    report.add(**check.parity(model, os.path.join(output, "scores", f"run={run_id}"), texts, parity_rows, tolerance))
+    report.add(**check.parity(model, layout.run_dir, texts, parity_rows, tolerance))
     return "" if report.figures.get("parity") == "equal" else f"scores differ from the CPU Scorer's: " \
         f"{report.figures.get('parity')}"
 

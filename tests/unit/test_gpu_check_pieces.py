@@ -5,10 +5,13 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
 import torch
 from click.testing import CliRunner
 
 from benchmarks.gpu_check import NO_GPU, GpuSampler, Report
+
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 
