@@ -162,6 +162,7 @@ class TrainConfig:
 DATE_RE = r"\d{4}-\d{2}-\d{2}"
 RUN_ID_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
 TABLE_RE = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+"    # namespace.table (Iceberg, --output-table)
+DEAD_LETTER_SUFFIX = "_dead_letters"    # NS.T's dead letters go to table NS.T_dead_letters
 CATALOG_RE = r"[A-Za-z][A-Za-z0-9_-]{0,63}"      # a pyiceberg catalog name (PYICEBERG_CATALOG__<NAME>__*)
 
 
@@ -232,7 +233,7 @@ class ScoreConfig:
         if self.input_table:
             _check(re.fullmatch(TABLE_RE, self.input_table) is not None, "input_table",
                    f"must be namespace.table (letters, digits, _), got {self.input_table!r}")
-            _check(self.input_table not in (self.output_table, self.output_table + "_dead_letters"), "input_table",
+            _check(self.input_table not in (self.output_table, self.output_table + DEAD_LETTER_SUFFIX), "input_table",
                    "is the output table; the scores would become input of the next night")
         _check(self.since_snapshot is None or bool(self.input_table), "since_snapshot", "needs input_table")
 

@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from textcnn import runtime, storage
+from textcnn.config import DEAD_LETTER_SUFFIX
 from textcnn.errors import TextcnnError
 from textcnn.scoring import drift, runs
 from textcnn.scoring.records import DEAD_LETTERS, SCORES, InputTable, Manifest, OutputFile, TableCommit
@@ -46,7 +47,6 @@ from textcnn.scoring.records import DEAD_LETTERS, SCORES, InputTable, Manifest, 
 log = logging.getLogger(__name__)
 
 PARTITION = "run_id"           # the column both datasets carry on every row, the run's date or id
-DEAD_LETTER_SUFFIX = "_dead_letters"
 PROPERTY = "textcnn."          # prefix of the snapshot summary properties textcnn writes
 COMMIT_TRIES = 5               # a commit that lost a race with another writer of the table is redone
 
@@ -252,18 +252,16 @@ def previous_night(catalog_name: str, output: str, output_table: str,
     """The run drift compares a night with, read from the scores table: walking its snapshots from
     the current one back, the latest earlier date (for a date), or the last other run committed (for a
     run id), with the distributions its snapshot summary carries; None when there is none."""
+    from pyiceberg.table.snapshots import ancestors_of
     table = _table(load(catalog_name, output), output_table)
-    snapshot, seen = (table.current_snapshot() if table is not None else None), set()
-    candidates: list[tuple[str, drift.Distributions]] = []
-    while snapshot is not None:
+    seen, candidates = set(), []
+    for snapshot in ancestors_of(table.current_snapshot(), table.metadata) if table is not None else ():
         props = snapshot.summary.additional_properties if snapshot.summary is not None else {}
         run, record = props.get(PROPERTY + "run"), props.get(PROPERTY + "distributions")
         if run and record and run != run_key and run not in seen:      # the newest snapshot of each run
             seen.add(run)
             if not run_key.startswith("run_date=") or (run.startswith("run_date=") and run < run_key):
                 candidates.append((run, drift.Distributions(**json.loads(record))))
-        parent = snapshot.parent_snapshot_id
-        snapshot = table.snapshot_by_id(parent) if parent is not None else None
     if not candidates:
         return None
     return max(candidates, key=lambda c: c[0]) if run_key.startswith("run_date=") else candidates[0]
@@ -274,7 +272,7 @@ def input_snapshot(catalog_name: str, output: str, name: str, since: int | None)
     the snapshot: every file of the current snapshot, or with since the files appended after that
     snapshot (each snapshot after it must be an append: an overwrite or delete changed rows already
     scored). The files are read as Parquet by column name, so delete files (merge-on-read) are refused."""
-    from pyiceberg.table.snapshots import Operation
+    from pyiceberg.table.snapshots import Operation, ancestors_between_ids, is_ancestor_of
     table = _table(load(catalog_name, output), name)
     if table is None:
         raise TableError(f"input table {name}: no such table in catalog '{catalog_name}'")
@@ -288,14 +286,10 @@ def input_snapshot(catalog_name: str, output: str, name: str, since: int | None)
                              "textcnn reads its data files as they are: compact the table first")
         files = sorted(t.file.file_path for t in tasks)
     else:
-        chain, snapshot = [], current
-        while snapshot is not None and snapshot.snapshot_id != since:
-            chain.append(snapshot)
-            parent = snapshot.parent_snapshot_id
-            snapshot = table.snapshot_by_id(parent) if parent is not None else None
-        if snapshot is None:
+        if not is_ancestor_of(current.snapshot_id, since, table.metadata):
             raise TableError(f"input table {name}: snapshot {since} is not an ancestor of the current snapshot "
                              f"{current.snapshot_id}")
+        chain = list(ancestors_between_ids(since, current.snapshot_id, table.metadata))   # newest first
         for s in chain:
             if s.summary is None or s.summary.operation != Operation.APPEND:
                 raise TableError(f"input table {name}: snapshot {s.snapshot_id} after {since} is "
