@@ -22,6 +22,7 @@ from textcnn.config import (
     PRECISIONS,
     PREDICT_BATCH_ROWS,
     PREDICT_FORMATS,
+    REFIT_SCHEDULES,
     SCORE_PRECISIONS,
     SPLITS,
     ConfigError,
@@ -132,6 +133,10 @@ _refit_option = click.option(
     help="When --val is not given: once the epoch count is picked on the rows held out (tune: the best "
          "trial's), train again on every row for that many epochs and export that model; --no-refit "
          "exports the best epoch itself.")
+_refit_schedule_option = click.option(
+    "--refit-schedule", default=_T.refit_schedule, show_default=True, type=click.Choice(REFIT_SCHEDULES),
+    help="Epochs the refit trains: picked (the count validation picked), full (the whole schedule), "
+         "auto (full when fewer than 500 rows are held out: too few to pick a count).")
 
 
 def _refit_text(refit: dict[str, Any] | None) -> str:
@@ -147,7 +152,8 @@ def _refit_text(refit: dict[str, Any] | None) -> str:
               help="Class names; a list column (list<string>) trains a multi-label model.")
 @click.option("--workers", default=1, show_default=True, help="Ray Train workers (DDP).")
 @click.option("--gpus", is_flag=True, help="One GPU per worker.")
-@click.option("--epochs", default=_T.epochs, show_default=True, help="At most; early stopping may end sooner.")
+@click.option("--epochs", default=_T.epochs, show_default=True,
+              help="At most; early stopping may end sooner. 0: 6, more for small training sets (up to 30).")
 @click.option("--patience", default=_T.patience, show_default=True,
               help="Epochs without a better validation metric before stopping (0: never).")
 @click.option("--batch-size", default=_T.batch_size, show_default=True, help="Per worker.")
@@ -162,6 +168,7 @@ def _refit_text(refit: dict[str, Any] | None) -> str:
 @click.option("--token-dropout", default=_T.token_dropout, show_default=True,
               help="Share of each training row's tokens replaced by <unk> at every step.")
 @_refit_option
+@_refit_schedule_option
 @click.option("--class-weights", default=_T.class_weights, show_default=True,
               type=click.Choice(CLASS_WEIGHTS), help="balanced: weigh classes inversely to their frequency.")
 @click.option("--precision", default=_T.precision, show_default=True, type=click.Choice(PRECISIONS),
@@ -217,11 +224,13 @@ def train_cmd(train_path: str, output: str, val_path: str | None, max_length: in
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
 @click.option("--samples", default=8, show_default=True, help="Hyperparameter draws (trials).")
-@click.option("--epochs", default=_T.epochs, show_default=True, help="At most, per trial.")
+@click.option("--epochs", default=_T.epochs, show_default=True,
+              help="At most, per trial. 0: 6, more for small training sets (up to 30).")
 @click.option("--grace-epochs", default=1, show_default=True,
               help="Epochs every trial runs before ASHA may stop it.")
 @click.option("--cpus-per-trial", default=1.0, show_default=True)
 @_refit_option
+@_refit_schedule_option
 @click.option("--max-length", default=0, show_default=True, help="0: from the training texts.")
 @_split_option
 @_embedding_options

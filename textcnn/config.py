@@ -30,6 +30,7 @@ SCORE_PRECISIONS = PRECISIONS + ("int8",)    # int8: dynamic quantization, CPU o
 PREDICT_FORMATS = ("txt", "csv", "jsonl", "parquet")   # what `textcnn predict` reads (predict.py)
 PREDICT_BATCH_ROWS = 4096                    # texts `textcnn predict` reads, checks and scores at a time
 CLASS_WEIGHTS = ("none", "balanced")
+REFIT_SCHEDULES = ("auto", "picked", "full")   # how many epochs the refit trains (textcnn.training.presets)
 NGRAM_INITS = ("naive_bayes", "zeros")     # how the n-gram branch starts (textcnn.training.naive_bayes)
 SPLITS = ("auto", "words", "chars")         # how text becomes tokens (textcnn.core.text.split)
 
@@ -102,7 +103,7 @@ class TrainConfig:
     workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: float = 0.5  # fractional: whole CPUs starve Ray Data on small machines
-    epochs: int = 6               # at most; early stopping may end sooner
+    epochs: int = 0               # at most (early stopping may end sooner); 0: from the row count (presets.py)
     batch_size: int = 64
     lr: float = 3e-3              # peak AdamW rate, reached after warm-up, then decayed linearly to 0
     ngram_lr: float = 3e-2        # peak rate of the n-gram branch: a linear model wants larger steps
@@ -113,6 +114,8 @@ class TrainConfig:
     clip_norm: float = 1.0        # gradient norm clipping (0: off)
     token_dropout: float = 0.1    # share of a training row's tokens replaced by <unk> at each step
     refit: bool = True            # with val carved from train: retrain on all rows for the picked epochs
+    refit_schedule: str = "auto"  # picked: the refit trains the epochs validation picked; full: every epoch
+                                  # of the schedule; auto: full when the validation split is small (presets.py)
     class_weights: str = "none"   # "balanced": loss weights inversely proportional to class frequency
     precision: str = "auto"       # "auto": bf16 autocast on GPU, fp32 on CPU
     embeddings: str | None = None     # word2vec (text/binary) or GloVe file initialising known words' vectors
@@ -131,7 +134,7 @@ class TrainConfig:
         _check(bool(self.output), "output", "an output model directory is required")
         _check(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
         _check(self.cpus_per_worker > 0, "cpus_per_worker", f"must be > 0, got {self.cpus_per_worker}")
-        _check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        _check(self.epochs >= 0, "epochs", f"must be >= 1 (0: from the row count), got {self.epochs}")
         _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         _check(self.ngram_lr > 0, "ngram_lr", f"must be > 0, got {self.ngram_lr}")
@@ -142,6 +145,8 @@ class TrainConfig:
         _check(0.0 <= self.token_dropout < 1.0, "token_dropout", f"must be in [0, 1), got {self.token_dropout}")
         _check(self.class_weights in CLASS_WEIGHTS, "class_weights",
                f"must be one of {CLASS_WEIGHTS}, got {self.class_weights!r}")
+        _check(self.refit_schedule in REFIT_SCHEDULES, "refit_schedule",
+               f"must be one of {REFIT_SCHEDULES}, got {self.refit_schedule!r}")
         _check(self.ngram_init in NGRAM_INITS, "ngram_init",
                f"must be one of {NGRAM_INITS}, got {self.ngram_init!r}")
         _check(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")

@@ -66,7 +66,7 @@ def test_train_killed_and_resumed_then_eval(tmp_path):
     # a low rate keeps validation accuracy rising, so the picked epoch (and the refit) is not the first
     args = ["--train", str(data), "--output", str(model), "--workers", "1", "--epochs", "3",
             "--patience", "0", "--lr", "1e-3", "--filters", "32", "--embed-dim", "32", "--max-length", "32",
-            "--ngram-buckets", "65536",
+            "--ngram-buckets", "65536", "--refit-schedule", "picked",
             "--run-name", "cli", "--storage-path", str(checkpoints)]
     jobs = Jobs(tmp_path)
     try:

@@ -38,3 +38,24 @@ def test_explicit_values_win_over_the_corpus():
     assert resolved.model.ngram_idf is False and resolved.tokenizer.max_length == 24
     assert presets.resolve(_config(ngram_idf=True), _survey(0.1)).model.ngram_idf is True
 
+
+
+@pytest.mark.parametrize("rows, epochs", [(100, 30), (450, 30), (1000, 15), (1800, 9), (2500, 6), (100_000, 6)])
+def test_small_training_splits_get_more_epochs(rows, epochs):
+    assert presets.auto_epochs(rows) == epochs
+    survey = Survey(**{**vars(_survey(0.1)), "rows": rows})
+    assert presets.resolve(_config(), survey).epochs == epochs
+    assert presets.resolve(TrainConfig(train="t", output="o", epochs=4), survey).epochs == 4    # explicit
+
+
+@pytest.mark.parametrize("rows, val, refit, asked, schedule", [
+    (4000, None, True, "auto", "full"),        # ~444 rows held out: too few to pick an epoch count
+    (4600, None, True, "auto", "picked"),      # ~511 held out
+    (4000, "v.parquet", True, "auto", "picked"),    # a given validation set: no refit at all
+    (4000, None, False, "auto", "picked"),
+    (100_000, None, True, "full", "full"),     # explicit values win
+    (400, None, True, "picked", "picked"),
+])
+def test_the_refit_trains_the_whole_schedule_when_too_few_rows_are_held_out(rows, val, refit, asked, schedule):
+    config = TrainConfig(train="t", output="o", val=val, refit=refit, refit_schedule=asked)
+    assert presets.refit_schedule(config, rows) == schedule

@@ -31,6 +31,12 @@ def refit(start: Start, config: TrainConfig, batches: Callable[[int], Iterable[B
     return run_train_epochs(start.model, start.optimizer, start.scheduler, start.objective, config, loop)
 
 
+def epochs_to_refit(config: TrainConfig, picked: int) -> int:
+    """The refit's epoch count: the picked one, or every epoch of the schedule when the validation
+    split was too small to pick (config.refit_schedule "full", textcnn.training.presets)."""
+    return config.epochs if config.refit_schedule == "full" else picked
+
+
 def summary(history: list[dict[str, Any]], rows: int) -> dict[str, Any]:
     """What the model directory's metrics.json says of a refit: epochs, rows, and its training losses."""
     return {"epochs": len(history), "rows": rows, "train_loss": [h["train_loss"] for h in history]}

@@ -40,7 +40,7 @@ from textcnn.training.prepare import (
     state_dir,
     storage_root,
 )
-from textcnn.training.refit import refit, summary
+from textcnn.training.refit import epochs_to_refit, refit, summary
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +162,11 @@ def _select(w: _Worker, state: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def _refit(w: _Worker, selection: list[dict[str, Any]], state: dict[str, Any] | None) -> None:
-    """The refit phase (textcnn.training.refit), stopped after the epoch early stopping picked. Its
+    """The refit phase (textcnn.training.refit), stopped after the epoch early stopping picked (or
+    every epoch of the schedule, refit_schedule "full"). Its
     checkpoints rank below every selection checkpoint (see _report): the best two of those stay
     kept, and Ray Train always keeps the latest, from which a killed refit resumes."""
-    epochs = EarlyStopping.replay(w.config.patience, selection).best_epoch + 1
+    epochs = epochs_to_refit(w.config, EarlyStopping.replay(w.config.patience, selection).best_epoch + 1)
     start = w.setup("all", w.plan.refit_rows, state)
     report = functools.partial(_report, phase=REFIT, selection_history=selection, epochs=epochs)
     refit(start, w.config, w.batches("all"), w.plan.recipe.labels, epochs, report, saves_state=w.rank0)

@@ -29,7 +29,7 @@ from textcnn.config import ModelConfig, TrainConfig
 from textcnn.training import prepare as shared  # what train.py prepares, builds, checkpoints and exports alike
 from textcnn.training.loop import Batch, Loop, Objective, optimizer_and_schedule, run_epochs
 from textcnn.training.naive_bayes import init_ngrams
-from textcnn.training.refit import refit, summary
+from textcnn.training.refit import epochs_to_refit, refit, summary
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def _export(p: shared.Prepared, best: Any, setup: TrialSetup, train: dict[str, n
     state, done = shared.load_checkpoint(checkpoint), None
     if val is not None:
         rows = {k: np.concatenate([train[k], val[k]]) for k in train}
-        epochs = state["epoch"] + 1
+        epochs = epochs_to_refit(config, state["epoch"] + 1)
         task = ray.remote(refit_trial).options(num_cpus=setup.cpus_per_trial)
         weights, history = ray.get(task.remote(best.config, setup, rows, epochs))
         state, done = {**state, "model": weights}, summary(history, len(rows["ids"]))
