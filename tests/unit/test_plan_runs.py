@@ -21,6 +21,7 @@ from textcnn.scoring import runs
 from textcnn.scoring.drift import Distributions
 from textcnn.scoring.plan import plan_input, row_key
 from textcnn.scoring.records import (
+    IdPassDone,
     InputSummary,
     Manifest,
     ModelRef,
@@ -164,6 +165,18 @@ def test_staging_keeps_done_units_of_the_same_plan_only(tmp_path):
     assert not os.path.exists(staging.layout.unit_dir(1))
     assert runs.Staging(staging.layout).start({"input": "p2"}) == {}    # other input: start over
     assert not os.path.exists(staging.layout.unit_dir(0))
+
+
+def test_the_id_pass_record_reads_back_typed_and_a_cut_off_one_reads_as_unfinished(tmp_path):
+    staging = runs.Staging(runs.Layout(str(tmp_path), "run=x"))
+    staging.start({"input": "p1"})
+    assert staging.dups_record() is None
+    os.makedirs(staging.layout.dups_dir)
+    done = IdPassDone("p1", {"s3://b/in/bad.parquet": "ids do not read"})
+    staging.commit_dups(done)
+    assert runs.Staging(staging.layout).dups_record() == done
+    (tmp_path / "_staging" / "run=x" / "dups" / runs.DONE).write_text('{"input": "p1", "unrea')   # cut off
+    assert staging.dups_record() is None
 
 
 def test_reconcile_refuses_output_with_an_id_scored_twice(tmp_path):

@@ -1,11 +1,14 @@
 """The automatic choices follow the corpus, and an explicit value always wins (textcnn.training.presets)."""
 
+import dataclasses
+
 import pytest
 
 from textcnn.config import ModelConfig, TokenizerConfig, TrainConfig
 from textcnn.core.text import VocabBuilder
 from textcnn.training import presets
 from textcnn.training.presets import Survey
+from textcnn.training.refit import epochs_to_refit
 
 pytestmark = pytest.mark.unit
 
@@ -59,3 +62,9 @@ def test_small_training_splits_get_more_epochs(rows, epochs):
 def test_the_refit_trains_the_whole_schedule_when_too_few_rows_are_held_out(rows, val, refit, asked, schedule):
     config = TrainConfig(train="t", output="o", val=val, refit=refit, refit_schedule=asked)
     assert presets.refit_schedule(config, rows) == schedule
+
+
+def test_the_refit_epoch_count_follows_the_schedule():
+    config = TrainConfig(train="t", output="o", epochs=30, refit_schedule="full")
+    assert epochs_to_refit(config, picked=2) == 30
+    assert epochs_to_refit(dataclasses.replace(config, refit_schedule="picked"), picked=2) == 2

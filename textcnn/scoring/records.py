@@ -72,6 +72,22 @@ class UnitOutputs:
 
 
 @dataclass(frozen=True)
+class IdPassDone:
+    """What the id pass records (staging's dups/_DONE.json) when it finishes: the fingerprint of the
+    plan it ran over, and the files it left out because their ids did not read ({uri: reason})."""
+    input: str
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @staticmethod
+    def from_json(text: str) -> IdPassDone:
+        record = json.loads(text)
+        return IdPassDone(str(record["input"]), {str(u): str(r) for u, r in record.get("unreadable", {}).items()})
+
+
+@dataclass(frozen=True)
 class ModelRef:
     uri: str
     model_version: str

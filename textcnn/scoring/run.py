@@ -43,6 +43,7 @@ from textcnn.scoring.plan import Mapper, Plan, plan_input
 from textcnn.scoring.records import (
     DEAD_LETTERS,
     SCORES,
+    IdPassDone,
     InputFile,
     InputSummary,
     InputTable,
@@ -204,7 +205,7 @@ def _find_duplicates(config: ScoreConfig, plan: Plan, staging: runs.Staging, reu
     the id pass's seconds. The pass is skipped where nothing needs it: ids made from file and row
     (--no-id) are unique by construction; every unit reused; a finished pass in staging."""
     recorded = staging.dups_record()
-    if config.no_id or len(reused) == len(plan.units) or (recorded or {}).get("input") == plan.fingerprint():
+    if config.no_id or len(reused) == len(plan.units) or (recorded and recorded.input == plan.fingerprint()):
         return plan, reused, 0.0
     runtime.ensure_ray()        # started for the scoring anyway: not the pass's time
     started = time.time()
@@ -215,17 +216,19 @@ def _find_duplicates(config: ScoreConfig, plan: Plan, staging: runs.Staging, reu
         plan = plan.without(bad)
         reused = staging.start(_fingerprint(config, plan, lineage))
         _refuse_unreadable_ids(_id_pass(config, plan, staging.layout))
-    staging.commit_dups({"input": plan.fingerprint(), "unreadable": bad})
+    staging.commit_dups(IdPassDone(plan.fingerprint(), bad))
     return plan, reused, time.time() - started
 
 
 def _staged_skips(plan: Plan, staging: runs.Staging) -> Plan:
     """With --skip-bad-files: the plan less the files an interrupted attempt's id pass left out for
     their ids, when that is the plan it ran (so that its staging is resumed, not started over)."""
-    recorded = staging.dups_record() or {}
-    unreadable = {u: r for u, r in recorded.get("unreadable", {}).items() if u in {f.uri for f in plan.files}}
+    recorded = staging.dups_record()
+    if recorded is None:
+        return plan
+    unreadable = {u: r for u, r in recorded.unreadable.items() if u in {f.uri for f in plan.files}}
     candidate = plan.without(unreadable) if unreadable else plan
-    return candidate if candidate.fingerprint() == recorded.get("input") else plan
+    return candidate if candidate.fingerprint() == recorded.input else plan
 
 
 def _limits(config: ScoreConfig) -> RowLimits:

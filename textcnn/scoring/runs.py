@@ -33,7 +33,7 @@ import pyarrow.fs as pafs
 
 from textcnn import storage
 from textcnn.errors import TextcnnError
-from textcnn.scoring.records import DEAD_LETTERS, SCORES, Manifest, UnitOutputs
+from textcnn.scoring.records import DEAD_LETTERS, SCORES, IdPassDone, Manifest, UnitOutputs
 
 log = logging.getLogger(__name__)
 
@@ -250,17 +250,16 @@ class Staging:
     def commit_unit(self, unit: int, record: UnitOutputs) -> None:
         storage.write_text(storage.join(self.layout.unit_dir(unit), DONE), record.to_json())
 
-    def dups_record(self) -> dict | None:
-        """What the id pass recorded when it finished ({"input": plan fingerprint, "unreadable":
-        {uri: reason} of the files left out for their ids}); None when it did not finish."""
+    def dups_record(self) -> IdPassDone | None:
+        """What the id pass recorded when it finished; None when it did not finish."""
         uri = storage.join(self.layout.dups_dir, DONE)
         try:
-            return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
-        except ValueError:
+            return IdPassDone.from_json(storage.read_text(uri)) if storage.exists(uri) else None
+        except (ValueError, KeyError, TypeError, AttributeError):   # cut off while written
             return None
 
-    def commit_dups(self, record: dict) -> None:
-        storage.write_text(storage.join(self.layout.dups_dir, DONE), json.dumps(record))
+    def commit_dups(self, record: IdPassDone) -> None:
+        storage.write_text(storage.join(self.layout.dups_dir, DONE), record.to_json())
 
     def clear(self, uri: str) -> None:
         """Remove a folder of this staging (a pass's leftovers from an attempt that was cut off)."""
