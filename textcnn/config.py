@@ -31,7 +31,7 @@ PREDICT_FORMATS = ("txt", "csv", "jsonl", "parquet")   # what `textcnn predict` 
 PREDICT_BATCH_ROWS = 4096                    # texts `textcnn predict` reads, checks and scores at a time
 CLASS_WEIGHTS = ("none", "balanced")
 REFIT_SCHEDULES = ("auto", "picked", "full")   # how many epochs the refit trains (textcnn.training.presets)
-NGRAM_INITS = ("naive_bayes", "zeros")     # how the n-gram branch starts (textcnn.training.naive_bayes)
+NGRAM_INITS = ("auto", "logistic", "naive_bayes", "zeros")   # how the n-gram branch starts (training.ngram_start)
 SPLITS = ("auto", "words", "chars")         # how text becomes tokens (textcnn.core.text.split)
 
 
@@ -107,7 +107,8 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 3e-3              # peak AdamW rate, reached after warm-up, then decayed linearly to 0
     ngram_lr: float = 3e-2        # peak rate of the n-gram branch: a linear model wants larger steps
-    ngram_init: str = "naive_bayes"   # the branch's starting weights: naive Bayes counts, or zeros
+    ngram_init: str = "auto"      # the branch's start: logistic regression, naive Bayes counts or zeros;
+                                  # auto: logistic on small training splits, naive Bayes otherwise (presets.py)
     weight_decay: float = 0.0
     warmup_fraction: float = 0.1  # of all steps
     patience: int = 3             # epochs without a better validation metric before stopping (0: never)

@@ -3,7 +3,9 @@ import torch
 
 from textcnn.config import ModelConfig
 from textcnn.core.model import TextCNN
-from textcnn.training.naive_bayes import count_ngrams, idf, init_ngrams, weights
+from textcnn.training.loop import Objective
+from textcnn.training.naive_bayes import count_ngrams, idf, weights
+from textcnn.training.ngram_start import init_ngrams
 
 pytestmark = pytest.mark.unit
 
@@ -39,7 +41,7 @@ def test_a_model_started_from_naive_bayes_separates_by_words_before_any_training
     rows = [[words[i % 3], 8, words[(i + 1) % 3]] for words in (good, bad) for i in range(30)]
     labels = [1] * 30 + [0] * 30
     net = model()
-    init_ngrams(net, [batch(rows, labels)], multi_label=False)
+    init_ngrams(net, [batch(rows, labels)], Objective(multi_label=False))
     net.eval()
     test = batch([[8, 3, 8], [11, 8], [8, 8, 2], [12]], [1, 0, 1, 0])
     with torch.no_grad():
@@ -69,14 +71,14 @@ def test_multi_label_counts_take_multi_hot_labels():
 
 def test_no_branch_no_counting():
     net = model(buckets=0)
-    init_ngrams(net, [batch([[5]], [0])], multi_label=False)
+    init_ngrams(net, [batch([[5]], [0])], Objective(multi_label=False))
     assert torch.count_nonzero(net.ngrams.weight) == 0
 
 
 def test_idf_weighs_rare_ngrams_up_and_rows_keep_unit_norm():
     net = model(ngram_idf=True)
     rows, labels = [[5, 6], [5, 7], [5, 6], [5, 8]], [0, 1, 0, 1]
-    init_ngrams(net, [batch(rows, labels)], multi_label=False, naive_bayes=False)
+    init_ngrams(net, [batch(rows, labels)], Objective(multi_label=False), start="zeros")
     assert torch.count_nonzero(net.ngrams.weight) == 0                    # zeros start: only the IDF is set
     assert float(net.ngram_idf[5]) == pytest.approx(1.0)                 # in every row: ln(5/5) + 1
     assert float(net.ngram_idf[7]) == pytest.approx(float(torch.log(torch.tensor(5 / 2))) + 1)

@@ -68,3 +68,14 @@ def test_the_refit_epoch_count_follows_the_schedule():
     config = TrainConfig(train="t", output="o", epochs=30, refit_schedule="full")
     assert epochs_to_refit(config, picked=2) == 30
     assert epochs_to_refit(dataclasses.replace(config, refit_schedule="picked"), picked=2) == 2
+
+
+@pytest.mark.parametrize("rows, asked, start", [
+    (450, "auto", "logistic"), (1499, "auto", "logistic"), (1500, "auto", "naive_bayes"),
+    (100_000, "auto", "naive_bayes"), (450, "naive_bayes", "naive_bayes"), (100_000, "logistic", "logistic"),
+    (450, "zeros", "zeros"),
+])
+def test_small_training_splits_start_the_ngram_branch_from_logistic_regression(rows, asked, start):
+    survey = Survey(**{**vars(_survey(0.1)), "rows": rows})
+    resolved = presets.resolve(TrainConfig(train="t", output="o", ngram_init=asked), survey)
+    assert resolved.ngram_init == start

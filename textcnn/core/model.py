@@ -63,10 +63,10 @@ class TextCNN(nn.Module):
         bigram = ((pair * 1540483477) >> 16) % self.buckets
         return ids % self.buckets, bigram, ids != self.pad_id, nxt != self.pad_id
 
-    def ngram_terms(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per position, the n-gram branch's logits (B, L, C) of the unigram and of the bigram
-        starting there; they sum to the branch's logits. Each n-gram weighs 1 (or its IDF), and a
-        row's weights are scaled to unit L2 norm, as TF-IDF rows are."""
+    def ngram_weights(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per position, the buckets (B, L) of the unigram and of the bigram starting there, and the
+        weight (B, L, 1) each counts with: 1 (or its IDF) for a real n-gram, 0 for padding, a row's
+        weights scaled to unit L2 norm, as TF-IDF rows are."""
         unigram, bigram, is_uni, is_bi = self.ngram_keys(ids)
         uni_w, bi_w = is_uni.unsqueeze(2).float(), is_bi.unsqueeze(2).float()              # (B, L, 1)
         if self.use_idf:
@@ -74,8 +74,13 @@ class TextCNN(nn.Module):
         # IDF >= 1, so a row with any n-gram has a squared norm >= 1; the clamp only spares empty rows
         norm2 = (uni_w * uni_w).sum(dim=1, keepdim=True) + (bi_w * bi_w).sum(dim=1, keepdim=True)   # (B, 1, 1)
         scale = norm2.clamp(min=1.0).rsqrt()
-        return (self.ngrams(unigram) * uni_w * scale,
-                self.ngrams(bigram) * bi_w * scale)
+        return unigram, bigram, uni_w * scale, bi_w * scale
+
+    def ngram_terms(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per position, the n-gram branch's logits (B, L, C) of the unigram and of the bigram
+        starting there (ngram_weights' weight times the bucket's row); they sum to the branch's logits."""
+        unigram, bigram, uni_w, bi_w = self.ngram_weights(ids)
+        return self.ngrams(unigram) * uni_w, self.ngrams(bigram) * bi_w
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         # ids: (B, L) int, L >= min_length; returns logits (B, C)

@@ -19,15 +19,12 @@ worker derives the same weights.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import torch
 
 from textcnn.core.model import TextCNN
 from textcnn.training.loop import Batch, unwrap
-
-log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -71,22 +68,3 @@ def idf(counts: torch.Tensor) -> torch.Tensor:
     """(buckets,) float32 smoothed IDF from count_ngrams' counts."""
     rows, df = counts[-1, -1], counts[-1, :-1]
     return (torch.log((1 + rows) / (1 + df)) + 1).float()
-
-
-def init_ngrams(model: TextCNN, batches: Iterable[Batch], multi_label: bool,
-                reduce: Callable[[torch.Tensor], torch.Tensor] | None = None, naive_bayes: bool = True) -> None:
-    """Set the n-gram branch of model (unwrapped, before DDP) from counts over batches: its IDF
-    weights, if it has them, and (naive_bayes) its naive Bayes weights; reduce sums the counts
-    across workers (None: one worker)."""
-    if model.buckets <= 0 or not (naive_bayes or model.use_idf):
-        return
-    counts = count_ngrams(model, batches, multi_label)
-    if reduce is not None:
-        counts = reduce(counts)
-    if model.use_idf:
-        model.ngram_idf.copy_(idf(counts))
-    if naive_bayes:
-        model.ngrams.weight.data.copy_(weights(counts, multi_label))
-    log.info("n-gram branch: %s, %d of %d buckets in use over %d rows",
-             " and ".join(["naive Bayes weights"] * naive_bayes + ["IDF"] * model.use_idf),
-             int((counts[-1, :-1] > 0).sum()), model.buckets, int(counts[-1, -1]))

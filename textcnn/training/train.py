@@ -27,7 +27,7 @@ from textcnn import console, runtime, storage
 from textcnn.config import TrainConfig
 from textcnn.training import resume
 from textcnn.training.loop import Batch, EarlyStopping, Loop, Objective, optimizer_and_schedule, run_epochs, unwrap
-from textcnn.training.naive_bayes import init_ngrams
+from textcnn.training.ngram_start import init_ngrams
 from textcnn.training.prepare import (
     Prepared,
     Recipe,
@@ -105,12 +105,13 @@ class _Worker:
 
     def setup(self, dataset: str, rows: int, state: dict[str, Any] | None) -> Start:
         """A fresh DDP model, its optimizer and schedule for rows per epoch of dataset, resumed from
-        state; without state, the n-gram branch starts from counts over dataset (naive Bayes, IDF)."""
+        state; without state, the n-gram branch starts from dataset (ngram_start: naive Bayes or
+        logistic regression, IDF)."""
         model = build_model(self.model_config, self.config, self.vectors)
         if state is None:
             init_ngrams(model, ray.train.get_dataset_shard(dataset).iter_torch_batches(
-                batch_size=4096, dtypes=self.as_tensors["dtypes"], device="cpu"), self.model_config.multi_label,
-                reduce=_sum_over_workers, naive_bayes=self.config.ngram_init == "naive_bayes")
+                batch_size=4096, dtypes=self.as_tensors["dtypes"], device="cpu"), self.objective,
+                reduce=_sum_over_workers, start=self.config.ngram_init)
         model = ray.train.torch.prepare_model(model)
         steps = -(-rows // (self.config.batch_size * ray.train.get_context().get_world_size()))
         optimizer, scheduler = optimizer_and_schedule(model, self.config, steps)

@@ -28,7 +28,7 @@ from textcnn import storage
 from textcnn.config import ModelConfig, TrainConfig
 from textcnn.training import prepare as shared  # what train.py prepares, builds, checkpoints and exports alike
 from textcnn.training.loop import Batch, Loop, Objective, optimizer_and_schedule, run_epochs
-from textcnn.training.naive_bayes import init_ngrams
+from textcnn.training.ngram_start import init_ngrams
 from textcnn.training.refit import epochs_to_refit, refit, summary
 
 log = logging.getLogger(__name__)
@@ -86,10 +86,9 @@ def _setup(trial: dict[str, Any], setup: TrialSetup, train: dict[str, np.ndarray
     config, model_config = trial_configs(trial, setup.recipe.config, setup.recipe.model_config)
     torch.set_num_threads(max(1, int(setup.cpus_per_trial)))
     model = shared.build_model(model_config, config, setup.vectors)
-    init_ngrams(model, _batches(train, 4096, None), model_config.multi_label,
-                naive_bayes=config.ngram_init == "naive_bayes")
-    optimizer, scheduler = optimizer_and_schedule(model, config, -(-len(train["ids"]) // config.batch_size))
     objective = Objective(model_config.multi_label, setup.recipe.class_weights)
+    init_ngrams(model, _batches(train, 4096, None), objective, start=config.ngram_init)
+    optimizer, scheduler = optimizer_and_schedule(model, config, -(-len(train["ids"]) // config.batch_size))
     return config, shared.Start(model, optimizer, scheduler, objective)
 
 
