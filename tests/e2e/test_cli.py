@@ -75,8 +75,8 @@ def test_train_killed_and_resumed_then_eval(tmp_path):
         jobs.stop_all()
     assert "written to" in jobs.log("last") and (model / "weights.pt").exists()
     # the branch started from naive Bayes counts; a resumed phase takes its weights from the checkpoint
-    assert "n-gram branch: naive Bayes weights" in jobs.log("attempt0")
-    assert "naive Bayes weights" not in jobs.log("last")
+    assert "n-gram branch: naive Bayes start" in jobs.log("attempt0")        # 2,700 rows: not a small set
+    assert "n-gram branch:" not in jobs.log("last")
     # a person's output: a line per epoch, counted from 1, and none of Ray's internals (no --verbose)
     first = jobs.log("attempt0")
     assert re.search(r"epoch 1/3: train loss [0-9.]+, val loss [0-9.]+, accuracy [0-9.]+, macro-F1 [0-9.]+ \(", first)

@@ -2,9 +2,10 @@
 plus (ngram_buckets > 0) a linear branch over hashed unigrams and bigrams, fastText-style, whose
 logits are added to the CNN's. On small sets a linear n-gram model is hard to beat (TF-IDF + LR
 tops fastText on the shared sets: docs/accuracy.md); the branch gives the CNN that model's strength at the cost of one
-(buckets, classes) table, and both train together, the branch starting from naive Bayes weights
-(textcnn.training.naive_bayes). With ngram_idf, each n-gram counts in proportion to its IDF over the training
-rows (a (buckets,) buffer, set from the counts that give the naive Bayes weights), as TF-IDF weighs it."""
+(buckets, classes) table, and both train together, the branch starting from naive Bayes weights or,
+on small sets, from the logistic regression over its features (textcnn.training.ngram_start). With
+ngram_idf, each n-gram counts in proportion to its IDF over the training rows (a (buckets,) buffer,
+set from the training rows' n-gram counts), as TF-IDF weighs it."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ class TextCNN(nn.Module):
         self.buckets: int = config.buckets
         self.vocab_size: int = config.vocab_size
         self.ngrams = nn.Embedding(max(1, self.buckets), config.num_classes)
-        nn.init.zeros_(self.ngrams.weight)    # the plain CNN, until training sets naive Bayes weights
+        nn.init.zeros_(self.ngrams.weight)    # the plain CNN, until training sets the branch's start
         self.use_idf: bool = bool(config.ngram_idf) and self.buckets > 0
         # saved only when used, so that models without IDF keep their state_dict
         self.register_buffer("ngram_idf", torch.ones(max(1, self.buckets)), persistent=self.use_idf)

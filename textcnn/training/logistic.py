@@ -14,14 +14,16 @@ cross-entropy, or a sigmoid per class for multi-label, with the class weights). 
 softmax's penalty on both weight columns halves the one on their difference: scikit-learn's binary
 model at 2 C (the form the small-set screening measured). Full-batch L-BFGS
 over the buckets in use (W: (used, C)); every worker holds its shard, and the loss and gradients are
-summed across workers (``reduce``) at each evaluation, so every worker takes the same steps. Meant for
-small sets: each worker keeps its shard's features in memory while it fits.
+summed across workers (``reduce``) at each evaluation, so every worker takes the same steps: L-BFGS
+decides from those sums and its own history alone, so workers of one CPU type and thread count
+evaluate the same number of times (a worker group of mixed CPUs could round a step differently and
+leave one all-reduce waiting). Meant for small sets: each worker keeps its shard's features in memory
+while it fits.
 Ray-free, like naive_bayes.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -29,8 +31,6 @@ import torch
 
 from textcnn.core.model import TextCNN
 from textcnn.training.loop import Batch, Objective
-
-log = logging.getLogger(__name__)
 
 LOGISTIC_C = 10.0          # inverse regularisation strength, as the TF-IDF + LR peer (REFERENCE.md)
 MAX_ITERATIONS = 300       # L-BFGS iterations; the fits of the shared sets' 500-row samples converge well before
@@ -79,11 +79,11 @@ def fit(features: list[Features], used: int, classes: int, rows: int, objective:
         """The objective over every worker's rows; its gradient left in w.grad and bias.grad."""
         optimizer.zero_grad(set_to_none=False)
         loss = torch.zeros(())
-        for f in features:
-            loss = loss + objective.loss(branch_logits(w, bias, f), f.labels, reduction="sum")
-        if loss.requires_grad:                  # a worker with no rows adds nothing
-            loss.backward()
-        packed = torch.cat([loss.detach().reshape(1), w.grad.reshape(-1), bias.grad])
+        for f in features:                      # a graph per batch: memory of one batch, not of the shard
+            batch_loss = objective.loss(branch_logits(w, bias, f), f.labels, reduction="sum")
+            batch_loss.backward()
+            loss += batch_loss.detach()
+        packed = torch.cat([loss.reshape(1), w.grad.reshape(-1), bias.grad])
         if reduce is not None:                  # summed in float64: every worker gets the same bits
             packed = reduce(packed.double()).float()
         with torch.no_grad():

@@ -20,12 +20,16 @@ from textcnn.training.loop import Batch, Objective
 
 log = logging.getLogger(__name__)
 
+STARTS = {"naive_bayes": "naive Bayes start", "logistic": "logistic regression start", "zeros": "zeros start"}
+
 
 def init_ngrams(model: TextCNN, batches: Iterable[Batch], objective: Objective,
                 reduce: Callable[[torch.Tensor], torch.Tensor] | None = None, start: str = "naive_bayes") -> None:
     """Set the n-gram branch of model (unwrapped, before DDP) from batches: its IDF weights, if it
     has them, and its start (see the module); reduce sums across workers (None: one worker)."""
-    if model.buckets <= 0 or not (start != "zeros" or model.use_idf):
+    if start not in STARTS:                     # "auto" is resolved by presets before any model is built
+        raise ValueError(f"n-gram start must be one of {sorted(STARTS)}, got {start!r}")
+    if model.buckets <= 0 or (start == "zeros" and not model.use_idf):
         return
     if start == "logistic":
         batches = list(batches)                 # read twice: counted, then fitted
@@ -38,6 +42,5 @@ def init_ngrams(model: TextCNN, batches: Iterable[Batch], objective: Objective,
         model.ngrams.weight.data.copy_(naive_bayes.weights(counts, objective.multi_label))
     elif start == "logistic":
         logistic.start(model, batches, counts, objective, reduce)
-    log.info("n-gram branch: %s, %d of %d buckets in use over %d rows",
-             " and ".join(([] if start == "zeros" else [f"{start.replace('_', ' ')} start"]) + ["IDF"] * model.use_idf),
-             int((counts[-1, :-1] > 0).sum()), model.buckets, int(counts[-1, -1]))
+    log.info("n-gram branch: %s%s, %d of %d buckets in use over %d rows", STARTS[start],
+             " and IDF" * model.use_idf, int((counts[-1, :-1] > 0).sum()), model.buckets, int(counts[-1, -1]))
