@@ -161,7 +161,7 @@ def _refit_text(refit: dict[str, Any] | None) -> str:
 @click.option("--ngram-lr", default=_T.ngram_lr, show_default=True, help="Peak rate of the n-gram branch.")
 @click.option("--ngram-init", default=_T.ngram_init, show_default=True, type=click.Choice(NGRAM_INITS),
               help="Starting weights of the n-gram branch: logistic regression or naive Bayes over the training rows, "
-                   "or zeros; auto: logistic under 1,500 training rows, naive Bayes otherwise.")
+                   "or zeros; auto: logistic with IDF weights under 1,500 training rows, naive Bayes otherwise.")
 @click.option("--warmup", "warmup_fraction", default=_T.warmup_fraction, show_default=True,
               help="Share of the steps spent warming up; the rate then decays linearly to 0.")
 @click.option("--weight-decay", default=_T.weight_decay, show_default=True)

@@ -108,7 +108,7 @@ class TrainConfig:
     lr: float = 3e-3              # peak AdamW rate, reached after warm-up, then decayed linearly to 0
     ngram_lr: float = 3e-2        # peak rate of the n-gram branch: a linear model wants larger steps
     ngram_init: str = "auto"      # the branch's start: logistic regression, naive Bayes counts or zeros;
-                                  # auto: logistic on small training splits, naive Bayes otherwise (presets.py)
+                                  # auto: logistic on small IDF-weighted splits, naive Bayes otherwise (presets.py)
     weight_decay: float = 0.0
     warmup_fraction: float = 0.1  # of all steps
     patience: int = 3             # epochs without a better validation metric before stopping (0: never)

@@ -70,12 +70,16 @@ def test_the_refit_epoch_count_follows_the_schedule():
     assert epochs_to_refit(dataclasses.replace(config, refit_schedule="picked"), picked=2) == 2
 
 
-@pytest.mark.parametrize("rows, asked, start", [
-    (450, "auto", "logistic"), (1499, "auto", "logistic"), (1500, "auto", "naive_bayes"),
-    (100_000, "auto", "naive_bayes"), (450, "naive_bayes", "naive_bayes"), (100_000, "logistic", "logistic"),
-    (450, "zeros", "zeros"),
+@pytest.mark.parametrize("cjk_share, idf, rows, asked, start", [
+    (0.9, None, 450, "auto", "logistic"), (0.9, None, 1499, "auto", "logistic"),     # CJK: IDF on
+    (0.9, None, 1500, "auto", "naive_bayes"), (0.9, None, 100_000, "auto", "naive_bayes"),
+    (0.1, None, 450, "auto", "naive_bayes"),          # words: no IDF, the naive Bayes start did better
+    (0.1, True, 450, "auto", "logistic"),             # IDF asked for: the TF-IDF features LR fits well
+    (0.9, None, 450, "naive_bayes", "naive_bayes"), (0.1, None, 100_000, "logistic", "logistic"),
+    (0.9, None, 450, "zeros", "zeros"),
 ])
-def test_small_training_splits_start_the_ngram_branch_from_logistic_regression(rows, asked, start):
-    survey = Survey(**{**vars(_survey(0.1)), "rows": rows})
-    resolved = presets.resolve(TrainConfig(train="t", output="o", ngram_init=asked), survey)
-    assert resolved.ngram_init == start
+def test_small_idf_weighted_splits_start_the_ngram_branch_from_logistic_regression(cjk_share, idf, rows, asked,
+                                                                                   start):
+    survey = Survey(**{**vars(_survey(cjk_share)), "rows": rows})
+    config = TrainConfig(train="t", output="o", ngram_init=asked, model=ModelConfig(ngram_idf=idf))
+    assert presets.resolve(config, survey).ngram_init == start

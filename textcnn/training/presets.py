@@ -19,11 +19,12 @@ Left at 0 / empty, these follow the corpus (an explicit value always wins):
   500 rows scored 10 points below one of the whole schedule); the refit then trains every epoch of the
   schedule, as TF-IDF + LR trains to convergence without a validation split. The selection run still
   validates, and its best epoch's report is the model's validation report.
-- ngram_init ("auto"): "logistic" below LOGISTIC_MAX_ROWS training rows, "naive_bayes" otherwise. On
-  500- and 1,000-row samples the branch started from the logistic regression over its features
-  ended 0.3-1.9 points above the naive Bayes start on four of five measured points
-  (docs/learning-curves.md); larger splits were not measured with it and keep naive Bayes, which
-  costs one counting pass where the fit keeps a worker's shard in memory.
+- ngram_init ("auto"): "logistic" when the branch weighs its n-grams by IDF (CJK corpora, or
+  --ngram-idf) on fewer than LOGISTIC_MAX_ROWS training rows, "naive_bayes" otherwise. Over TF-IDF
+  features the logistic regression is the peer's own model, and starting from it took zh_reviews'
+  500-row gap to TF-IDF + LR from -1.7 to -0.3 points; over the unweighted n-grams of English sets
+  it is a weaker start than naive Bayes (rt_snippets 500: -1.2 against -0.9, bbc_news 500: -2.0
+  against -0.9; docs/learning-curves.md). Larger splits were not measured with it.
 The resolved values are saved with the model (config.json), so a run can be read back exactly.
 """
 
@@ -43,7 +44,7 @@ CJK_KERNELS, WORD_KERNELS = (1, 2, 3), (3, 4, 5)
 CJK_MAJORITY = 0.5     # above this share of CJK characters, a corpus is CJK
 MIN_EPOCHS, MAX_EPOCHS, ROW_PASSES = 6, 30, 15_000
 MIN_PICK_ROWS = 500    # fewer validation rows than this cannot pick an epoch count (refit_schedule)
-LOGISTIC_MAX_ROWS = 1_500   # below this many training rows the n-gram branch starts from logistic regression
+LOGISTIC_MAX_ROWS = 1_500   # below this many training rows an IDF-weighted branch starts from logistic regression
 
 
 @dataclass
@@ -83,18 +84,18 @@ def refit_schedule(config: TrainConfig, train_rows: int) -> str:
     return "full" if config.refits and val_rows < MIN_PICK_ROWS else "picked"
 
 
-def ngram_init(config: TrainConfig, train_rows: int) -> str:
-    """config.ngram_init resolved: "auto" is "logistic" below LOGISTIC_MAX_ROWS rows, else "naive_bayes"."""
+def ngram_init(config: TrainConfig, train_rows: int, idf: bool) -> str:
+    """config.ngram_init resolved: "auto" is "logistic" for a branch weighing its n-grams by IDF on
+    fewer than LOGISTIC_MAX_ROWS rows, "naive_bayes" otherwise."""
     if config.ngram_init != "auto":
         return config.ngram_init
-    return "logistic" if train_rows < LOGISTIC_MAX_ROWS else "naive_bayes"
+    return "logistic" if idf and train_rows < LOGISTIC_MAX_ROWS else "naive_bayes"
 
 
 def schedule(config: TrainConfig, survey: Survey) -> TrainConfig:
-    """config with its epochs, refit schedule and n-gram start resolved from the training split's row count."""
+    """config with its epochs and refit schedule resolved from the training split's row count."""
     epochs = config.epochs or auto_epochs(survey.rows)
-    return dataclasses.replace(config, epochs=epochs, refit_schedule=refit_schedule(config, survey.rows),
-                               ngram_init=ngram_init(config, survey.rows))
+    return dataclasses.replace(config, epochs=epochs, refit_schedule=refit_schedule(config, survey.rows))
 
 
 def resolve(config: TrainConfig, survey: Survey) -> TrainConfig:
@@ -110,6 +111,7 @@ def resolve(config: TrainConfig, survey: Survey) -> TrainConfig:
         model = dataclasses.replace(model, ngram_buckets=auto_ngram_buckets(len(survey.labels)))
     if model.ngram_idf is None:
         model = dataclasses.replace(model, ngram_idf=cjk)
+    config = dataclasses.replace(config, ngram_init=ngram_init(config, survey.rows, bool(model.ngram_idf)))
     log.info("corpus: %d rows, 95th percentile %d tokens, %.0f%% CJK characters -> split %s, max_length %d, "
              "kernel sizes %s, %d n-gram buckets%s (%s start), %d epochs, refit schedule %s", survey.rows,
              survey.length_p95, 100 * survey.cjk_share, tokenizer.split, tokenizer.max_length, model.kernel_sizes,
