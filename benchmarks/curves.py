@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from textcnn.core.text import cjk_share
@@ -265,23 +266,23 @@ def plot(rows: Sequence[CurveRow], path: str) -> bool:
 
 
 def run_point(datasets: str, name: str, size: int | str, seed: int, workdir: str, workers: int,
-              train: dict, test: dict, with_fasttext: bool) -> Point:
-    """Train the CNN, TF-IDF + LR and fastText on one subsample of name's training split; train and
-    test are the splits' columns ({"text": [...], "label": [...]}), the CNN reads a Parquet copy."""
+              train: Split, test: Split, with_fasttext: bool) -> Point:
+    """Train the CNN, TF-IDF + LR and fastText on one subsample of name's training split (read once
+    per set: train and test); the CNN reads a Parquet copy of the subsample."""
     from benchmarks.accuracy import train_and_evaluate  # torch and Ray Train take seconds to import
     folder = os.path.join(datasets, name)
     tag = f"{name}-{size}-seed{seed}"
-    index = subsample(train["label"], size, seed)
+    index = subsample(train.labels, size, seed)
     if size == FULL:
         train_path = os.path.join(folder, "train.parquet")
     else:
         train_path = os.path.join(workdir, "_subsamples", f"{tag}.parquet")
         os.makedirs(os.path.dirname(train_path), exist_ok=True)
-        pq.write_table(pq.read_table(os.path.join(folder, "train.parquet")).take(index), train_path)
-    texts, labels = [train["text"][i] for i in index], [train["label"][i] for i in index]
+        pq.write_table(train.table.take(index), train_path)
+    texts, labels = [train.texts[i] for i in index], [train.labels[i] for i in index]
     chinese = is_chinese(texts)
-    lr = tfidf_lr(texts, labels, test["text"], test["label"], chinese)
-    ft = fasttext_best(texts, labels, test["text"], test["label"], chinese, seed) if with_fasttext else None
+    lr = tfidf_lr(texts, labels, test.texts, test.labels, chinese)
+    ft = fasttext_best(texts, labels, test.texts, test.labels, chinese, seed) if with_fasttext else None
     log.info("%s: TF-IDF + LR %.4f, fastText %s", tag, lr, "-" if ft is None else f"{ft:.4f}")
     cnn = train_and_evaluate(train_path, os.path.join(folder, "test.parquet"), os.path.join(workdir, tag),
                              workers, seed, os.path.join(workdir, "_checkpoints", name))
@@ -289,9 +290,17 @@ def run_point(datasets: str, name: str, size: int | str, seed: int, workdir: str
     return Point(name, size, len(index), seed, cnn.accuracy, lr, ft, cnn.train_seconds, cnn.epochs, cnn.refit_epochs)
 
 
-def read_split(path: str) -> dict:
-    table = pq.read_table(path, columns=["text", "label"])
-    return {"text": table.column("text").to_pylist(), "label": table.column("label").to_pylist()}
+@dataclass
+class Split:
+    """A set's split as read once: the table (subsamples are taken from it) and its two columns."""
+    table: pa.Table
+    texts: list[str]
+    labels: list[str]
+
+
+def read_split(path: str) -> Split:
+    table = pq.read_table(path)
+    return Split(table, table.column("text").to_pylist(), table.column("label").to_pylist())
 
 
 def run(datasets: str, names: Sequence[str], sizes: Sequence[int | str], seeds: int, workdir: str,
@@ -305,10 +314,10 @@ def run(datasets: str, names: Sequence[str], sizes: Sequence[int | str], seeds: 
     for name in names:
         train = read_split(os.path.join(datasets, name, "train.parquet"))
         test = read_split(os.path.join(datasets, name, "test.parquet"))
-        kept, dropped = sizes_for(sizes, len(train["label"]))
+        kept, dropped = sizes_for(sizes, len(train.labels))
         if dropped:
             log.warning("%s: sizes %s skipped: not fewer than its %d training rows (the 'full' size measures those)",
-                        name, ", ".join(map(str, dropped)), len(train["label"]))
+                        name, ", ".join(map(str, dropped)), len(train.labels))
         for size in kept:
             for seed in range(seeds):
                 points.append(run_point(datasets, name, size, seed, workdir, workers, train, test, with_fasttext))
