@@ -1,12 +1,15 @@
-"""A logistic-regression start for the n-gram branch (small training sets): before the CNN trains,
-the branch's weights and the head's bias are fitted as L2-regularised logistic regression over the
-branch's own features (hashed unigrams and bigrams, IDF-weighted when the model has IDF, rows of
-unit L2 norm), the model TF-IDF + LR is on these features.
+"""A logistic-regression start for the n-gram branch (the default for small training sets whose branch
+weighs n-grams by IDF: presets.ngram_init): before the CNN trains, the branch's weights and the head's
+bias are fitted as L2-regularised logistic regression over the branch's own features (hashed unigrams
+and bigrams, IDF-weighted when the model has IDF, rows of unit L2 norm), the model TF-IDF + LR is on
+these features.
 
 Why: on 500 training rows the text CNN started from naive Bayes counts trailed TF-IDF + LR by 0.9-1.7
 points on three of the five shared sets (docs/learning-curves.md): 30 epochs of joint training
 do not take the branch to the linear optimum the peer solves for, and the convolutions have too few
-rows to make up the rest. Started from that optimum, the joint training adds the CNN to it.
+rows to make up the rest. Started from that optimum over IDF-weighted features (TF-IDF + LR's own
+model), the joint training adds the CNN to it; over unweighted n-grams the fit is a weaker start than
+naive Bayes counts, so presets keeps those on naive Bayes.
 
 The objective is scikit-learn's multinomial one divided by the row count: mean loss + |W|^2 / (2 C rows),
 the bias unpenalised, C = LOGISTIC_C as the TF-IDF + LR peer uses; its loss is the run's own (softmax

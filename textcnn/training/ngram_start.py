@@ -1,7 +1,7 @@
 """Where the n-gram branch starts, before the CNN trains (TrainConfig.ngram_init, resolved by presets):
 - "naive_bayes": naive Bayes weights from the training rows' n-gram counts (textcnn.training.naive_bayes);
 - "logistic": the logistic regression over the branch's features (textcnn.training.logistic), the
-  default on small training sets;
+  default for an IDF-weighted branch on small training sets;
 - "zeros": the plain CNN's start.
 Either way a model with IDF takes its IDF weights from the same counts. Ray-free: a worker passes its
 shard's batches, and ``reduce`` sums tensors across workers, so every worker starts the same.
